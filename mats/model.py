@@ -1,0 +1,318 @@
+"""MATS: encoder + Santa + mapper + projector + causal LM (+LoRA).
+
+Training (text only):  text -> frozen text embedding -> noise -> mapper -> prefix -> LM; CE on answer tokens.
+Inference (audio):     clip -> audio embedding -> Santa(lambda) -> mapper -> prefix -> LM.generate.
+
+The LM sees ``[prompt-before] [P soft tokens] [prompt-after] [answer]`` as ``inputs_embeds``; the prompt
+tokens are embedded with the LM's own embedding table so LoRA and the chat template behave as usual.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from mats.audio import load_clip
+from mats.config import MATSConfig
+from mats.encoders import load_encoder
+from mats.errors import CheckpointError, MATSError
+from mats.lm import attach_lora, default_device, default_dtype, load_lm
+from mats.mapper import PrefixMapper
+from mats.prompts import PromptFormat, instruction_for, resolve_style
+from mats.santa import SantaBank, add_noise
+
+IGNORE = -100
+
+
+@dataclass
+class Batch:
+    inputs_embeds: torch.Tensor  # [B, T, H]
+    attention_mask: torch.Tensor  # [B, T]
+    labels: torch.Tensor | None  # [B, T] with IGNORE outside the answer
+
+
+class MATS(torch.nn.Module):
+    def __init__(self, config: MATSConfig, encoder, lm, tokenizer, santa: SantaBank | None = None,
+                 mapper: PrefixMapper | None = None):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.santa = santa
+        hidden = lm.get_input_embeddings().weight.shape[1]
+        self.mapper = mapper or PrefixMapper(encoder.dim, hidden, config.mapper)
+        self.mapper.to(self.device)
+        self.prompt = PromptFormat(resolve_style(config.prompt_style, tokenizer), config.system_prompt)
+        # Generation is not re-entrant on one model; the demo shares models between users.
+        self.lock = threading.RLock()
+        self.source: str | None = None  # folder or Hub id it was loaded from
+
+    # ------------------------------------------------------------------ construction
+    @property
+    def device(self) -> torch.device:
+        return self.lm.get_input_embeddings().weight.device
+
+    @property
+    def lm_dtype(self) -> torch.dtype:
+        return self.lm.get_input_embeddings().weight.dtype
+
+    @classmethod
+    def build(cls, config: MATSConfig, device=None, dtype=None, encoder=None, base_dir=None) -> "MATS":
+        """A fresh, untrained MATS (LoRA attached when the config asks for it): the trainer's start point."""
+        device = torch.device(device) if device is not None else default_device()
+        encoder = encoder or load_encoder(config.encoder, base_dir=base_dir, device=device)
+        lm, tok = load_lm(_resolve_lm(config.lm, base_dir), device=device, dtype=dtype)
+        if config.train_lm == "lora" and config.lora.enabled:
+            lm = attach_lora(lm, config.lora)
+        return cls(config, encoder, lm, tok)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, revision: str | None = None, device=None,
+                        dtype=None) -> "MATS":
+        """Load a checkpoint folder or Hub repo (``user/repo``; downloaded with snapshot_download)."""
+        from mats.hub import resolve_checkpoint
+
+        folder = resolve_checkpoint(name_or_path, revision=revision)
+        config = MATSConfig.load(folder)
+        device = torch.device(device) if device is not None else default_device()
+        dtype = dtype or default_dtype(device)
+        for needed in ("mapper.safetensors",):
+            if not (folder / needed).is_file():
+                raise CheckpointError(f"{folder / needed} is missing: the checkpoint is incomplete.")
+        encoder = load_encoder(config.encoder, base_dir=folder, device=device)
+        lm, tok = load_lm(_resolve_lm(config.lm, folder), device=device, dtype=dtype)
+        adapter = folder / "adapter"
+        if config.train_lm == "lora" and config.lora.enabled:
+            if not (adapter / "adapter_config.json").is_file():
+                raise CheckpointError(f"{adapter}/adapter_config.json is missing: the config says LoRA was trained.")
+            lm = attach_lora(lm, config.lora, adapter_dir=adapter, trainable=False)
+        santa = SantaBank.load(folder) if (folder / "santa.json").exists() or (folder / "santa.safetensors").exists() else None
+        model = cls(config, encoder, lm, tok, santa=santa)
+        state = load_file(str(folder / "mapper.safetensors"))
+        try:
+            model.mapper.load_state_dict({k: v.float() for k, v in state.items()})
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"{folder / 'mapper.safetensors'} does not match config.json's mapper sizes ({e.args[0][:300]})"
+            ) from e
+        model.mapper.to(model.device)
+        model.eval()
+        model.source = str(name_or_path)
+        return model
+
+    def save_pretrained(self, directory: str | Path, half: bool = False, model_card: bool = True) -> Path:
+        """Write the checkpoint folder: config.json, mapper.safetensors, adapter/, santa.*, README.md."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.config.train_lm == "full":
+            # A fully trained LM exists nowhere else: it ships inside the checkpoint as lm/.
+            self.lm.save_pretrained(str(directory / "lm"), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(directory / "lm"))
+            self.config.lm = {"id": "./lm"}
+        self.config.save(directory)
+        dt = torch.float16 if half else torch.float32
+        save_file({k: v.detach().to("cpu", dt).contiguous() for k, v in self.mapper.state_dict().items()},
+                  str(directory / "mapper.safetensors"))
+        if self.config.train_lm == "lora" and self.config.lora.enabled:
+            self.lm.save_pretrained(str(directory / "adapter"))
+        if self.santa is not None:
+            self.santa.save(directory)
+        if model_card:
+            from mats.hub import write_model_card
+
+            write_model_card(self.config, directory)
+        return directory
+
+    def push_to_hub(self, repo_id: str, private: bool = False, token: str | None = None, **kw) -> str:
+        from mats.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token, **kw)
+
+    # ------------------------------------------------------------------ shared pieces
+    def _embed_tokens(self, ids: list[int]) -> torch.Tensor:
+        t = torch.tensor(ids, dtype=torch.long, device=self.device)
+        return self.lm.get_input_embeddings()(t)
+
+    def _tokens(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prefix(self, embedding: torch.Tensor) -> torch.Tensor:
+        """[B, D] embedding -> [B, P, H] soft tokens in the LM's dtype."""
+        return self.mapper(embedding.to(self.device, torch.float32)).to(self.lm_dtype)
+
+    def assemble(self, prefix: torch.Tensor, instructions: Sequence[str], answers: Sequence[str] | None = None,
+                 pad_left: bool = False) -> Batch:
+        """Build inputs_embeds/attention_mask(/labels) for a batch; loss only on answer tokens."""
+        rows, labels = [], []
+        for i, instruction in enumerate(instructions):
+            before, after = self.prompt.render(self.tokenizer, instruction)
+            ids_b, ids_a = self._tokens(before), self._tokens(after)
+            ids_ans = self._tokens(self.prompt.answer(self.tokenizer, answers[i])) if answers is not None else []
+            parts = [self._embed_tokens(ids_b), prefix[i], self._embed_tokens(ids_a + ids_ans)]
+            rows.append(torch.cat([p for p in parts if p.shape[0]], dim=0))
+            labels.append([IGNORE] * (len(ids_b) + prefix.shape[1] + len(ids_a)) + ids_ans)
+        width = max(r.shape[0] for r in rows)
+        hidden = rows[0].shape[1]
+        embeds = torch.zeros(len(rows), width, hidden, dtype=rows[0].dtype, device=self.device)
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
+        lab = torch.full((len(rows), width), IGNORE, dtype=torch.long, device=self.device)
+        for i, r in enumerate(rows):
+            n = r.shape[0]
+            sl = slice(width - n, width) if pad_left else slice(0, n)
+            embeds[i, sl], mask[i, sl] = r, 1
+            lab[i, sl] = torch.tensor(labels[i], device=self.device)
+        return Batch(embeds, mask, lab if answers is not None else None)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, text_embeddings: torch.Tensor, instructions: Sequence[str], answers: Sequence[str],
+                noise_variance: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training loss for a batch of (frozen) text embeddings: noise -> mapper -> LM cross-entropy."""
+        var = self.config.noise_variance if noise_variance is None else noise_variance
+        z = add_noise(text_embeddings.float(), var, generator=generator) if self.training else F.normalize(text_embeddings.float(), dim=-1)
+        batch = self.assemble(self.prefix(z), instructions, answers)
+        out = self.lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=batch.labels)
+        return out.loss
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------ inference
+    def embed_clips(self, clips: Sequence, sr: int | None = None) -> torch.Tensor:
+        waves = [load_clip(c, sr=sr, target_sr=self.encoder.sample_rate).waveform for c in clips]
+        return self.encoder.embed_clips(waves).to(self.device)
+
+    def condition(self, audio_embeddings: torch.Tensor, santa: float | None = None) -> torch.Tensor:
+        """Santa mixing (or the plain normalised audio embedding when there is no bank or lambda = 0)."""
+        lam = self.config.santa.strength if santa is None else float(santa)
+        if not 0.0 <= lam <= 1.0:
+            raise MATSError(f"Santa strength must be between 0 and 1 (got {lam}); 0 = audio only.")
+        if self.santa is None or lam == 0.0:
+            return F.normalize(audio_embeddings.float(), dim=-1)
+        return self.santa.mix(audio_embeddings, strength=lam).to(self.device)
+
+    def _gen_kwargs(self, **overrides) -> dict:
+        g = self.config.generation
+        kw = dict(num_beams=g.num_beams, max_new_tokens=g.max_new_tokens, no_repeat_ngram_size=g.no_repeat_ngram_size,
+                  repetition_penalty=g.repetition_penalty, do_sample=g.do_sample)
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        if kw.get("do_sample"):
+            kw.setdefault("temperature", g.temperature)
+            kw.setdefault("top_p", g.top_p)
+            kw["num_beams"] = 1 if "num_beams" not in overrides else kw["num_beams"]
+        if kw.get("no_repeat_ngram_size") == 0:
+            kw.pop("no_repeat_ngram_size")
+        return kw
+
+    @torch.inference_mode()
+    def generate_from_embeddings(self, z: torch.Tensor, instructions: Sequence[str], streamer=None,
+                                 **gen) -> list[str]:
+        batch = self.assemble(self.prefix(z), instructions, pad_left=True)
+        eos = self.tokenizer.convert_tokens_to_ids(self.tokenizer.eos_token) if self.tokenizer.eos_token else None
+        with self.lock:
+            out = self.lm.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                                   pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos, streamer=streamer,
+                                   **self._gen_kwargs(**gen))
+        # With inputs_embeds only, generate returns just the new tokens.
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def run(self, clips, task: str, question: str | Sequence[str] | None = None, santa: float | None = None,
+            sr: int | None = None, **gen) -> list[str]:
+        clips = list(clips)
+        questions = question if isinstance(question, (list, tuple)) else [question] * len(clips)
+        instructions = [instruction_for(task, q) for q in questions]
+        z = self.condition(self.embed_clips(clips, sr=sr), santa)
+        return self.generate_from_embeddings(z, instructions, **gen)
+
+    def caption(self, clip, santa: float | None = None, sr: int | None = None, **gen):
+        """Caption one clip (returns str) or a list of clips (returns list[str])."""
+        many = _is_batch(clip)
+        out = self.run(clip if many else [clip], "caption", santa=santa, sr=sr, **gen)
+        return out if many else out[0]
+
+    def ask(self, clip, question: str, santa: float | None = None, sr: int | None = None, **gen):
+        many = _is_batch(clip)
+        out = self.run(clip if many else [clip], "ask", question=question, santa=santa, sr=sr, **gen)
+        return out if many else out[0]
+
+    def classify(self, clip, labels: Sequence[str] | None = None, santa: float | None = None,
+                 sr: int | None = None, template: str = "the sound of {label}", **gen) -> dict:
+        """MATS sound tags; with ``labels``, CLAP-style zero-shot scores for them too.
+
+        Returns ``{"text": raw generated text, "tags": [tag, ...], "scores": {label: prob} | None}``.
+        """
+        audio = self.embed_clips([clip], sr=sr)
+        text = self.generate_from_embeddings(self.condition(audio, santa), [instruction_for("classify")], **gen)[0]
+        tags = [t.strip() for t in text.replace(";", ",").split(",") if t.strip()]
+        scores = self.zero_shot(audio, labels, template)[0] if labels else None
+        return {"text": text, "tags": list(dict.fromkeys(tags)), "scores": scores}
+
+    @torch.inference_mode()
+    def zero_shot(self, audio_embeddings: torch.Tensor, labels: Sequence[str],
+                  template: str = "the sound of {label}") -> list[dict[str, float]]:
+        labels = [l.strip() for l in labels if l and l.strip()]
+        if not labels:
+            raise MATSError("no labels given: type a comma-separated list such as 'dog, rain, siren'")
+        text = self.encoder.embed_text([template.format(label=l.replace("_", " ")) for l in labels]).to(audio_embeddings.device)
+        scale = getattr(self.encoder, "logit_scale", 100.0)
+        probs = torch.softmax(scale * F.normalize(audio_embeddings.float(), dim=-1) @ text.T, dim=-1)
+        return [dict(zip(labels, map(float, row))) for row in probs]
+
+    # ------------------------------------------------------------------ streaming
+    def stream(self, clip, task: str, question: str | None = None, santa: float | None = None,
+               sr: int | None = None, **gen) -> Iterator[str]:
+        """Yield the growing answer text as tokens arrive.
+
+        Hugging Face streamers do not support beam search, so streaming decodes with one beam
+        (greedy, or sampling if asked); the non-streaming methods keep the configured beams.
+        """
+        from transformers import TextIteratorStreamer
+
+        z = self.condition(self.embed_clips([clip], sr=sr), santa)
+        instruction = instruction_for(task, question)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        gen["num_beams"] = 1
+        errors: list[BaseException] = []
+
+        def work():
+            try:
+                self.generate_from_embeddings(z, [instruction], streamer=streamer, **gen)
+            except BaseException as e:  # re-raised in the caller's thread below
+                errors.append(e)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text.strip()
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    def stream_caption(self, clip, **kw) -> Iterator[str]:
+        return self.stream(clip, "caption", **kw)
+
+    def stream_classify(self, clip, **kw) -> Iterator[str]:
+        return self.stream(clip, "classify", **kw)
+
+    def stream_ask(self, clip, question: str, **kw) -> Iterator[str]:
+        return self.stream(clip, "ask", question=question, **kw)
+
+
+def _is_batch(clip) -> bool:
+    return isinstance(clip, list)
+
+
+def _resolve_lm(spec: dict, base_dir) -> dict:
+    spec = dict(spec)
+    lm_id = spec.get("id", "")
+    if base_dir is not None and isinstance(lm_id, str) and lm_id.startswith(("./", "../")):
+        spec["id"] = str((Path(base_dir) / lm_id).resolve())
+    return spec

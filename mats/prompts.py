@@ -1,0 +1,64 @@
+"""Task templates and chat formatting per LM.
+
+A prompt is two strings around the audio prefix: ``before`` + [P soft audio tokens] + ``after``; the answer
+follows ``after``. Base LMs (GPT-2) get a plain template; instruct LMs get their own chat template with a
+short system prompt (SmolLM2's default system prompt would add ~30 tokens to every example).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AUDIO_PLACEHOLDER = "<|audio|>"
+
+# The default instruction per task at inference; training data may use several phrasings of each.
+TASK_INSTRUCTIONS = {
+    "caption": "Describe the sound in one sentence.",
+    "classify": "List the sound tags.",
+    "music_caption": "Describe the music.",
+}
+TASKS = ("caption", "classify", "ask", "music_caption")
+
+
+def instruction_for(task: str, question: str | None = None) -> str:
+    if task == "ask":
+        if not question or not question.strip():
+            raise ValueError("the ask task needs a question, e.g. 'What is making the sound?'")
+        return question.strip()
+    if task not in TASK_INSTRUCTIONS:
+        raise ValueError(f"unknown task '{task}'; choose one of {', '.join(TASKS)}")
+    return TASK_INSTRUCTIONS[task]
+
+
+def resolve_style(style: str, tokenizer) -> str:
+    if style == "auto":
+        return "chat" if getattr(tokenizer, "chat_template", None) else "plain"
+    if style not in ("plain", "chat"):
+        raise ValueError(f"prompt_style must be 'plain', 'chat' or 'auto', got '{style}'")
+    if style == "chat" and not getattr(tokenizer, "chat_template", None):
+        raise ValueError("prompt_style 'chat' needs a tokenizer with a chat template; use 'plain'")
+    return style
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    style: str  # "plain" | "chat"
+    system_prompt: str
+
+    def render(self, tokenizer, instruction: str) -> tuple[str, str]:
+        """(before, after) strings around the audio prefix for one instruction."""
+        if self.style == "plain":
+            return "Audio:", f"\n{instruction}\nAnswer:"
+        messages = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": f"{AUDIO_PLACEHOLDER}\n{instruction}"})
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if text.count(AUDIO_PLACEHOLDER) != 1:
+            raise ValueError("the chat template dropped or repeated the audio placeholder")
+        before, after = text.split(AUDIO_PLACEHOLDER)
+        return before, after
+
+    def answer(self, tokenizer, answer: str) -> str:
+        """Target text: what the LM must produce after ``after``, ending in EOS so it learns to stop."""
+        eos = tokenizer.eos_token or ""
+        return (" " + answer if self.style == "plain" else answer) + eos

@@ -1,0 +1,176 @@
+"""Santa: "Strongly-related noisy text with audio" (MATS paper, Sec. 3.3).
+
+Training only ever shows the mapper *noisy text* embeddings; at inference it gets *audio* embeddings,
+which sit elsewhere in the shared space (the modality gap). Santa pulls an audio embedding towards the
+text side by mixing it with the most similar caption embeddings from a memory bank:
+
+    1. bank: N noisy caption embeddings (the kind of input the mapper was trained on)
+    2. k-means the bank into K clusters once (offline, seeded)
+    3. for an audio embedding a: nearest centroid -> its members -> top-k by dot product
+    4. weights w = softmax(tau * a . t_i) over those k
+    5. z = normalise((1 - lambda) * a + lambda * sum_i w_i t_i)
+
+Searching one cluster instead of the whole bank keeps retrieval cheap with large banks.
+Saved beside the checkpoint as ``santa.safetensors`` (tensors) + ``santa.json`` (texts, settings).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from mats.errors import CheckpointError
+
+
+def add_noise(embeddings: torch.Tensor, variance: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Noise injection: normalise, add N(0, sigma^2 I), normalise (paper: sigma^2 = 0.015)."""
+    x = F.normalize(embeddings, dim=-1)
+    if variance <= 0:
+        return x
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
+    return F.normalize(x + noise * variance**0.5, dim=-1)
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int = 30, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spherical k-means (cosine), vectorised, seeded k-means++ init. Returns (centroids [k, D], labels [N]).
+
+    Spherical because every embedding is unit-length and retrieval uses the dot product.
+    """
+    n = x.shape[0]
+    k = min(k, n)
+    g = torch.Generator().manual_seed(seed)
+    # k-means++: each new centroid drawn with probability proportional to its distance to the chosen ones.
+    centroids = [x[torch.randint(n, (1,), generator=g)].squeeze(0)]
+    dist = 1 - x @ centroids[0]
+    for _ in range(1, k):
+        probs = dist.clamp_min(0) + 1e-12
+        idx = torch.multinomial(probs / probs.sum(), 1, generator=g)
+        centroids.append(x[idx].squeeze(0))
+        dist = torch.minimum(dist, 1 - x @ centroids[-1])
+    c = torch.stack(centroids)
+    labels = torch.zeros(n, dtype=torch.long)
+    for _ in range(iters):
+        labels_new = (x @ c.T).argmax(dim=1)
+        sums = torch.zeros_like(c).index_add_(0, labels_new, x)
+        counts = torch.bincount(labels_new, minlength=k)
+        empty = counts == 0
+        if empty.any():
+            # Re-seed an empty cluster with the points worst served by their centroid.
+            worst = (x * c[labels_new]).sum(1).argsort()[: int(empty.sum())]
+            sums[empty] = x[worst]
+        c = F.normalize(sums, dim=-1)
+        if torch.equal(labels_new, labels):
+            break
+        labels = labels_new
+    labels = (x @ c.T).argmax(dim=1)
+    return c, labels
+
+
+@dataclass
+class Retrieval:
+    indices: torch.Tensor  # [B, k] bank indices (-1 where a cluster had fewer than k members)
+    weights: torch.Tensor  # [B, k] softmax weights, 0 at padding, rows sum to 1
+    mixed_text: torch.Tensor  # [B, D] sum_i w_i t_i
+
+
+class SantaBank:
+    """Memory bank of noisy caption embeddings with their texts and k-means centroids."""
+
+    def __init__(self, embeddings: torch.Tensor, texts: list[str], centroids: torch.Tensor, labels: torch.Tensor,
+                 top_k: int = 32, tau: float = 10.0, strength: float = 0.3):
+        if embeddings.shape[0] != len(texts):
+            raise ValueError(f"bank has {embeddings.shape[0]} embeddings but {len(texts)} texts")
+        self.embeddings = embeddings.float()
+        self.texts = list(texts)
+        self.centroids = centroids.float()
+        self.labels = labels.long()
+        self.top_k, self.tau, self.strength = top_k, tau, strength
+        self._members = self._member_table()
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def build(cls, embeddings: torch.Tensor, texts: list[str], n_clusters: int = 100, top_k: int = 32,
+              tau: float = 10.0, strength: float = 0.3, noise_variance: float = 0.015, seed: int = 0) -> "SantaBank":
+        """Bank from clean caption embeddings: noise is added once (seeded), as in training."""
+        g = torch.Generator().manual_seed(seed)
+        noisy = add_noise(embeddings.float().cpu(), noise_variance, generator=g)
+        centroids, labels = kmeans(noisy, n_clusters, seed=seed)
+        return cls(noisy, texts, centroids, labels, top_k=top_k, tau=tau, strength=strength)
+
+    def _member_table(self) -> torch.Tensor:
+        """[K, max_members] bank indices per cluster, padded with -1: one gather per query batch."""
+        k = self.centroids.shape[0]
+        counts = torch.bincount(self.labels, minlength=k)
+        table = torch.full((k, max(int(counts.max()), 1)), -1, dtype=torch.long)
+        order = torch.argsort(self.labels, stable=True)
+        pos = 0
+        for c in range(k):
+            n = int(counts[c])
+            table[c, :n] = order[pos : pos + n]
+            pos += n
+        return table
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    # -- retrieval and mixing --------------------------------------------------------------------
+    def retrieve(self, audio: torch.Tensor, top_k: int | None = None, tau: float | None = None) -> Retrieval:
+        top_k = top_k or self.top_k
+        tau = self.tau if tau is None else tau
+        a = F.normalize(audio.float().cpu(), dim=-1)
+        cluster = (a @ self.centroids.T).argmax(dim=1)  # [B]
+        members = self._members[cluster]  # [B, M]
+        valid = members >= 0
+        cand = self.embeddings[members.clamp_min(0)]  # [B, M, D]
+        sims = torch.einsum("bd,bmd->bm", a, cand).masked_fill(~valid, float("-inf"))
+        k = min(top_k, members.shape[1])
+        top_sims, top_pos = sims.topk(k, dim=1)
+        indices = members.gather(1, top_pos)
+        weights = torch.softmax(tau * top_sims, dim=1)  # -inf padding gets weight exactly 0
+        weights = torch.nan_to_num(weights, nan=0.0)
+        indices = indices.masked_fill(weights == 0, -1) if not torch.isfinite(top_sims).all() else indices
+        mixed = torch.einsum("bk,bkd->bd", weights, self.embeddings[indices.clamp_min(0)])
+        return Retrieval(indices=indices, weights=weights, mixed_text=mixed)
+
+    def mix(self, audio: torch.Tensor, strength: float | None = None, top_k: int | None = None,
+            tau: float | None = None) -> torch.Tensor:
+        """z = normalise((1 - lambda) a + lambda * sum w t). lambda = 0 returns the (normalised) audio."""
+        lam = self.strength if strength is None else float(strength)
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"Santa strength must be between 0 and 1, got {lam}")
+        a = F.normalize(audio.float(), dim=-1)
+        if lam == 0.0:
+            return a
+        text = self.retrieve(a, top_k=top_k, tau=tau).mixed_text.to(a.device)
+        return F.normalize((1 - lam) * a + lam * text, dim=-1)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        save_file(
+            {"embeddings": self.embeddings.half().contiguous(), "centroids": self.centroids.contiguous(),
+             "labels": self.labels.int().contiguous()},
+            str(directory / "santa.safetensors"),
+        )
+        meta = {"texts": self.texts, "top_k": self.top_k, "tau": self.tau, "strength": self.strength}
+        (directory / "santa.json").write_text(json.dumps(meta, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "SantaBank":
+        directory = Path(directory)
+        tpath, jpath = directory / "santa.safetensors", directory / "santa.json"
+        for p in (tpath, jpath):
+            if not p.is_file():
+                raise CheckpointError(f"{p} is missing; rebuild the bank with `mats bank build`.")
+        try:
+            tensors = load_file(str(tpath))
+            meta = json.loads(jpath.read_text())
+            bank = cls(tensors["embeddings"].float(), meta["texts"], tensors["centroids"].float(),
+                       tensors["labels"].long(), top_k=meta["top_k"], tau=meta["tau"], strength=meta["strength"])
+        except (KeyError, ValueError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"Santa bank in {directory} is damaged ({e}); rebuild it with `mats bank build`.") from e
+        return bank

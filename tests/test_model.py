@@ -1,0 +1,153 @@
+"""MATS end to end on tiny random models: save/load, loss masking, training steps, LoRA, generation."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from mats import MATS
+from mats.errors import AudioError, CheckpointError, MATSError
+from mats.model import IGNORE
+from mats.testing import tiny_clip
+
+
+@pytest.fixture(params=["gpt2", "llama"])
+def ckpt(request, tiny_ckpt_gpt2, tiny_ckpt_llama):
+    return {"gpt2": tiny_ckpt_gpt2, "llama": tiny_ckpt_llama}[request.param]
+
+
+def test_save_load_identical_outputs(ckpt, tmp_path):
+    m = MATS.from_pretrained(ckpt, device="cpu")
+    clip = tiny_clip()
+    first = m.caption(clip, num_beams=2, max_new_tokens=6)
+    z = m.condition(m.embed_clips([clip]), 0.3)
+    prefix = m.prefix(z)
+    # copy the base-model folders the checkpoint references, then save into the copy
+    shutil.copytree(ckpt, tmp_path / "ck")
+    m.save_pretrained(tmp_path / "ck")
+    again = MATS.from_pretrained(tmp_path / "ck", device="cpu")
+    assert torch.allclose(again.prefix(again.condition(again.embed_clips([clip]), 0.3)), prefix, atol=1e-6)
+    assert again.caption(clip, num_beams=2, max_new_tokens=6) == first
+    assert (tmp_path / "ck" / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "ck" / "README.md").read_text().count("audio-text-to-text") >= 1
+
+
+def test_prompt_style_per_lm(tiny_ckpt_gpt2, tiny_ckpt_llama):
+    g = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    l = MATS.from_pretrained(tiny_ckpt_llama, device="cpu")
+    assert g.prompt.style == "plain" and l.prompt.style == "chat"
+    before, after = l.prompt.render(l.tokenizer, "Describe the sound.")
+    assert before.startswith("<|im_start|>system\nYou describe sounds.") and "<|im_start|>user\n" in before
+    assert after.endswith("<|im_start|>assistant\n")
+
+
+def test_loss_only_on_answer_tokens(tiny_ckpt_llama):
+    m = MATS.from_pretrained(tiny_ckpt_llama, device="cpu")
+    prefix = m.prefix(torch.nn.functional.normalize(torch.randn(2, m.encoder.dim), dim=-1))
+    answers = ["a dog barks", "rain"]
+    batch = m.assemble(prefix, ["Describe the sound.", "List the sound tags."], answers)
+    for i, ans in enumerate(answers):
+        ids = m.tokenizer(ans + m.tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        kept = batch.labels[i][batch.labels[i] != IGNORE].tolist()
+        assert kept == ids  # answer + EOS only; prompt, prefix and padding masked
+    # right padding in training: the shorter row ends with masked positions
+    assert batch.attention_mask[1, -1] == 0 or batch.attention_mask[0, -1] == 0
+
+
+def test_training_steps_lower_loss_and_lora_keeps_base_frozen(tiny_ckpt_gpt2):
+    from mats.config import MATSConfig
+
+    cfg = MATSConfig.load(tiny_ckpt_gpt2)
+    m = MATS.build(cfg, device="cpu", base_dir=tiny_ckpt_gpt2)
+    m.train()
+    base_before = {n: p.detach().clone() for n, p in m.lm.named_parameters() if "lora_" not in n}
+    trainable = m.trainable_parameters()
+    names = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in names) and any(n.startswith("mapper.") for n in names)
+    assert not any(n.startswith("encoder.") for n in names)
+    assert all("lora_" in n for n in names if n.startswith("lm."))
+    opt = torch.optim.AdamW(trainable, lr=1e-2)
+    emb = m.encoder.embed_text(["a dog barks loudly", "rain falls on a roof"])
+    instr, answers = ["Describe the sound."] * 2, ["a dog barks loudly", "rain falls on a roof"]
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(25):
+        loss = m(emb, instr, answers, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.85 * losses[0]
+    for n, p in m.lm.named_parameters():
+        if n in base_before:
+            assert torch.equal(p, base_before[n]), n
+
+
+def test_batched_generation_matches_single(tiny_ckpt_llama):
+    m = MATS.from_pretrained(tiny_ckpt_llama, device="cpu")
+    clips = [tiny_clip(seconds=1.0, freq=300), tiny_clip(seconds=3.0, freq=900)]
+    both = m.caption(clips, num_beams=1, max_new_tokens=6, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    one = [m.caption(c, num_beams=1, max_new_tokens=6, repetition_penalty=1.0, no_repeat_ngram_size=0) for c in clips]
+    assert both == one
+
+
+def test_stream_yields_growing_text_ending_in_greedy_answer(tiny_ckpt_gpt2):
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    clip = tiny_clip()
+    pieces = list(m.stream_caption(clip, max_new_tokens=8))
+    assert pieces, "stream produced nothing"
+    assert all(pieces[i + 1].startswith(pieces[i]) or not pieces[i] for i in range(len(pieces) - 1))
+    assert pieces[-1] == m.caption(clip, num_beams=1, max_new_tokens=8)
+
+
+def test_classify_with_labels_gives_probabilities(tiny_ckpt_gpt2):
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    out = m.classify(tiny_clip(), labels=["dog", "rain", "siren"])
+    assert set(out["scores"]) == {"dog", "rain", "siren"}
+    assert abs(sum(out["scores"].values()) - 1) < 1e-5
+    assert isinstance(out["tags"], list) and isinstance(out["text"], str)
+    with pytest.raises(MATSError, match="no labels"):
+        m.zero_shot(m.embed_clips([tiny_clip()]), [" ", ""])
+
+
+def test_inference_errors_are_clear(tiny_ckpt_gpt2):
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    with pytest.raises(ValueError, match="needs a question"):
+        m.ask(tiny_clip(), "   ")
+    with pytest.raises(AudioError):
+        m.caption((16000, np.zeros(0, dtype=np.int16)))
+    with pytest.raises(MATSError, match="between 0 and 1"):
+        m.caption(tiny_clip(), santa=2.0)
+
+
+def test_santa_strength_changes_conditioning(tiny_ckpt_gpt2):
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    a = m.embed_clips([tiny_clip()])
+    z0, z3 = m.condition(a, 0.0), m.condition(a, 0.3)
+    assert torch.allclose(z0, torch.nn.functional.normalize(a, dim=-1))
+    assert not torch.allclose(z0, z3)
+
+
+def test_broken_checkpoints_name_the_file(tiny_ckpt_gpt2, tmp_path):
+    ck = tmp_path / "ck"
+    shutil.copytree(tiny_ckpt_gpt2, ck)
+    (ck / "mapper.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="mapper.safetensors is missing"):
+        MATS.from_pretrained(ck, device="cpu")
+    shutil.rmtree(ck)
+    shutil.copytree(tiny_ckpt_gpt2, ck)
+    cfg = (ck / "config.json").read_text()
+    (ck / "config.json").write_text(cfg.replace('"format_version": 1', '"format_version": 99'))
+    with pytest.raises(CheckpointError, match="format_version 99"):
+        MATS.from_pretrained(ck, device="cpu")
+    (ck / "config.json").write_text(cfg.replace('"width": 32', '"width": 64'))
+    with pytest.raises(CheckpointError, match="does not match config.json"):
+        MATS.from_pretrained(ck, device="cpu")
+    (ck / "config.json").write_text(cfg)
+    shutil.rmtree(ck / "adapter")
+    with pytest.raises(CheckpointError, match="adapter_config.json is missing"):
+        MATS.from_pretrained(ck, device="cpu")
+    with pytest.raises(CheckpointError, match="neither a checkpoint folder nor a Hub id"):
+        MATS.from_pretrained(str(tmp_path / "nope" / "x" / "y"), device="cpu")
+    with pytest.raises(CheckpointError, match="could not be downloaded"):
+        MATS.from_pretrained("someone/not-cached-anywhere", device="cpu")

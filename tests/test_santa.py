@@ -1,0 +1,87 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mats.errors import CheckpointError
+from mats.santa import SantaBank, add_noise, kmeans
+
+
+def _bank(n=200, d=16, k=5, top_k=4, tau=10.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    emb = F.normalize(torch.randn(n, d, generator=g), dim=-1)
+    texts = [f"caption {i}" for i in range(n)]
+    return SantaBank.build(emb, texts, n_clusters=k, top_k=top_k, tau=tau, noise_variance=0.0, seed=seed)
+
+
+def test_noise_injection_keeps_unit_norm_and_has_right_scale():
+    x = F.normalize(torch.randn(2000, 512), dim=-1)
+    noisy = add_noise(x, 0.015, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(noisy.norm(dim=-1), torch.ones(2000), atol=1e-5)
+    # E|noise|^2 = D * sigma^2 = 7.68 -> cosine to the clean vector = 1/sqrt(1 + 7.68) ~ 0.34
+    cos = (noisy * x).sum(-1).mean().item()
+    assert 0.30 < cos < 0.38
+    assert torch.allclose(add_noise(x, 0.0), x, atol=1e-6)
+
+
+def test_kmeans_is_seeded_and_recovers_clusters():
+    g = torch.Generator().manual_seed(1)
+    centers = F.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    pts = F.normalize(centers.repeat_interleave(50, 0) + 0.05 * torch.randn(200, 8, generator=g), dim=-1)
+    c1, l1 = kmeans(pts, 4, seed=3)
+    c2, l2 = kmeans(pts, 4, seed=3)
+    assert torch.equal(l1, l2) and torch.equal(c1, c2)
+    # every true group lands in exactly one cluster
+    for grp in range(4):
+        assert len(set(l1[grp * 50 : (grp + 1) * 50].tolist())) == 1
+    assert len(set(l1.tolist())) == 4
+
+
+def test_retrieval_matches_hand_computation():
+    bank = _bank()
+    audio = F.normalize(torch.randn(3, 16, generator=torch.Generator().manual_seed(7)), dim=-1)
+    r = bank.retrieve(audio)
+    for b in range(3):
+        cluster = int((audio[b] @ bank.centroids.T).argmax())
+        members = (bank.labels == cluster).nonzero().flatten()
+        sims = bank.embeddings[members] @ audio[b]
+        order = sims.argsort(descending=True)[:4]
+        expected_idx = members[order]
+        assert set(r.indices[b].tolist()) == set(expected_idx.tolist())  # true nearest in the cluster
+        w = torch.softmax(10.0 * sims[order], dim=0)
+        assert torch.allclose(r.weights[b], w, atol=1e-5)
+        assert torch.isclose(r.weights[b].sum(), torch.tensor(1.0))
+        mix = (w[:, None] * bank.embeddings[expected_idx]).sum(0)
+        assert torch.allclose(r.mixed_text[b], mix, atol=1e-5)
+
+
+def test_mix_endpoints_and_determinism():
+    bank = _bank()
+    audio = F.normalize(torch.randn(2, 16, generator=torch.Generator().manual_seed(2)), dim=-1)
+    assert torch.allclose(bank.mix(audio, 0.0), audio)
+    text = F.normalize(bank.retrieve(audio).mixed_text, dim=-1)
+    assert torch.allclose(bank.mix(audio, 1.0), text, atol=1e-6)
+    half = bank.mix(audio, 0.5)
+    assert torch.allclose(half, F.normalize(0.5 * audio + 0.5 * bank.retrieve(audio).mixed_text, dim=-1), atol=1e-6)
+    assert torch.equal(bank.mix(audio, 0.3), bank.mix(audio, 0.3))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        bank.mix(audio, 1.5)
+
+
+def test_small_cluster_pads_with_zero_weight():
+    bank = _bank(n=12, k=6, top_k=32)  # clusters have ~2 members, top_k asks for 32
+    r = bank.retrieve(F.normalize(torch.randn(4, 16), dim=-1))
+    assert torch.allclose(r.weights.sum(1), torch.ones(4), atol=1e-6)
+    assert ((r.indices == -1) == (r.weights == 0)).all()
+
+
+def test_save_load_round_trip(tmp_path):
+    bank = _bank()
+    bank.save(tmp_path)
+    again = SantaBank.load(tmp_path)
+    assert again.texts == bank.texts and again.top_k == bank.top_k
+    audio = F.normalize(torch.randn(3, 16), dim=-1)
+    # bank embeddings are stored in fp16: mixing agrees to fp16 precision
+    assert torch.allclose(again.mix(audio, 0.3), bank.mix(audio, 0.3), atol=2e-3)
+    (tmp_path / "santa.json").unlink()
+    with pytest.raises(CheckpointError, match="santa.json is missing"):
+        SantaBank.load(tmp_path)
