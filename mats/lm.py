@@ -140,3 +140,32 @@ def attach_lora(model, lora_cfg, adapter_dir: str | Path | None = None, trainabl
         fan_in_fan_out=fan_in_fan_out, bias="none", task_type="CAUSAL_LM",
     )
     return get_peft_model(model, peft_cfg)
+
+
+def scratch_lm(spec: dict, texts: list[str], seed: int = 0):
+    """A small GPT-2-architecture LM with a byte-level BPE tokenizer fitted to the training text.
+
+    For when no pretrained LM is reachable: text-only captioning work has trained small decoders from
+    scratch on caption text. ``spec``: {"arch": "gpt2", "vocab_size", "n_layer", "n_head", "n_embd",
+    "n_positions"}. Trained fully (train_lm: full) and shipped inside the checkpoint as lm/.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    spec = dict(spec)
+    arch = spec.pop("arch", "gpt2")
+    if arch != "gpt2":
+        raise ConfigError(f"lm.scratch.arch '{arch}' is not supported; use 'gpt2'")
+    vocab = spec.pop("vocab_size", 4096)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts + ["Audio:\nAnswer:"], trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok)
+    fast.eos_token = fast.bos_token = fast.unk_token = fast.pad_token = "<|endoftext|>"
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=len(fast), bos_token_id=fast.eos_token_id, eos_token_id=fast.eos_token_id,
+                     **{"n_positions": 256, "n_layer": 4, "n_head": 4, "n_embd": 256, **spec})
+    return GPT2LMHeadModel(cfg), fast

@@ -171,10 +171,16 @@ class MATS(torch.nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(self, text_embeddings: torch.Tensor, instructions: Sequence[str], answers: Sequence[str],
-                noise_variance: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Training loss for a batch of (frozen) text embeddings: noise -> mapper -> LM cross-entropy."""
+                noise_variance: float | None = None, generator: torch.Generator | None = None,
+                noise: bool | None = None) -> torch.Tensor:
+        """Training loss for a batch of (frozen) text embeddings: noise -> mapper -> LM cross-entropy.
+
+        Noise is on in training mode (or when ``noise=True``, e.g. for a validation loss on the training
+        objective) and off otherwise.
+        """
         var = self.config.noise_variance if noise_variance is None else noise_variance
-        z = add_noise(text_embeddings.float(), var, generator=generator) if self.training else F.normalize(text_embeddings.float(), dim=-1)
+        noisy = self.training if noise is None else noise
+        z = add_noise(text_embeddings.float(), var, generator=generator) if noisy else F.normalize(text_embeddings.float(), dim=-1)
         batch = self.assemble(self.prefix(z), instructions, answers)
         out = self.lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=batch.labels)
         return out.loss

@@ -10,11 +10,14 @@ from dataclasses import dataclass
 
 AUDIO_PLACEHOLDER = "<|audio|>"
 
-# The default instruction per task at inference; training data may use several phrasings of each.
+from mats.data import CAPTION_PROMPTS, CLASSIFY_PROMPTS, MUSIC_CAPTION_PROMPTS
+
+# The default instruction per task at inference: the first of the phrasings the trainer draws from, so a
+# model is asked at inference exactly as it was taught.
 TASK_INSTRUCTIONS = {
-    "caption": "Describe the sound in one sentence.",
-    "classify": "List the sound tags.",
-    "music_caption": "Describe the music.",
+    "caption": CAPTION_PROMPTS[0],
+    "classify": CLASSIFY_PROMPTS[0],
+    "music_caption": MUSIC_CAPTION_PROMPTS[0],
 }
 TASKS = ("caption", "classify", "ask", "music_caption")
 

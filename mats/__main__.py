@@ -1,0 +1,3 @@
+from mats.cli import main
+
+raise SystemExit(main())

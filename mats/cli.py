@@ -1,0 +1,205 @@
+"""The `mats` command (also `python -m mats`).
+
+Errors go to stderr as one clear line with a non-zero exit; `--debug` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from mats.errors import MATSError
+
+AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
+
+
+def _clips(paths: list[str]) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in AUDIO_EXTS)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise MATSError(f"{p} does not exist: give an audio file or a folder of clips")
+    if not out:
+        raise MATSError(f"no audio files found in {', '.join(paths)} (looked for {', '.join(sorted(AUDIO_EXTS))})")
+    return out
+
+
+def _gen_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument("--santa", type=float, default=None, help="Santa strength lambda in [0, 1] (default: checkpoint's)")
+    g.add_argument("--beams", type=int, default=None, help="beam size (default: checkpoint's, paper: 4)")
+    g.add_argument("--max-new-tokens", type=int, default=None)
+    g.add_argument("--sample", action="store_true", help="sample instead of beam search")
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    g.add_argument("--output", "-o", default=None, help="write results to a .csv or .jsonl file instead of stdout")
+
+
+def _gen_kwargs(a) -> dict:
+    kw = {"num_beams": a.beams, "max_new_tokens": a.max_new_tokens, "temperature": a.temperature}
+    if a.sample:
+        kw["do_sample"] = True
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def _emit(rows: list[dict], output: str | None) -> None:
+    if output is None:
+        for r in rows:
+            print(json.dumps(r, ensure_ascii=False) if len(rows) > 1 or "scores" in r else r.get("output", r))
+        return
+    path = Path(output)
+    if path.suffix == ".csv":
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    else:
+        raise MATSError(f"--output must end in .csv or .jsonl, got '{output}'")
+    print(f"wrote {len(rows)} rows to {path}", file=sys.stderr)
+
+
+def cmd_infer(a) -> int:
+    from mats.model import MATS
+
+    clips = _clips(a.clips)
+    model = MATS.from_pretrained(a.model, device=a.device)
+    rows, failures = [], 0
+    for clip in clips:
+        try:
+            if a.command == "caption":
+                out = {"clip": str(clip), "output": model.caption(clip, santa=a.santa, **_gen_kwargs(a))}
+            elif a.command == "ask":
+                out = {"clip": str(clip), "question": a.question,
+                       "output": model.ask(clip, a.question, santa=a.santa, **_gen_kwargs(a))}
+            else:
+                labels = [l.strip() for l in a.labels.split(",")] if a.labels else None
+                res = model.classify(clip, labels=labels, santa=a.santa, **_gen_kwargs(a))
+                out = {"clip": str(clip), "output": res["text"], "tags": res["tags"]}
+                if res["scores"] is not None:
+                    out["scores"] = dict(sorted(res["scores"].items(), key=lambda kv: -kv[1]))
+        except MATSError as e:
+            if len(clips) == 1:
+                raise
+            failures += 1  # one bad clip in a folder: report it and go on with the rest
+            print(f"error: {clip}: {e}", file=sys.stderr)
+            continue
+        rows.append(out)
+    if rows:
+        _emit(rows, a.output)
+    return 1 if failures else 0
+
+
+def cmd_tiny(a) -> int:
+    from mats.testing import make_tiny_checkpoint
+
+    path = make_tiny_checkpoint(a.out, lm=a.lm)
+    print(f"wrote a tiny random MATS ({a.lm}) to {path}; try: mats caption {path} CLIP")
+    return 0
+
+
+def cmd_push(a) -> int:
+    from mats.model import MATS
+
+    model = MATS.from_pretrained(a.model, device="cpu")
+    url = model.push_to_hub(a.repo_id, private=a.private)
+    print(f"pushed {a.model} to {a.repo_id}: {url}")
+    return 0
+
+
+def cmd_bank(a) -> int:
+    from mats.bank import rebuild_bank
+
+    out = rebuild_bank(a.model, a.texts, out=a.out, size=a.size, clusters=a.clusters, seed=a.seed)
+    print(f"rebuilt the Santa bank of {a.model} from {', '.join(a.texts)}: {out}")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from mats.train import train_from_cli
+
+    return train_from_cli(a.config, a.overrides, resume=a.resume, out=a.out)
+
+
+def cmd_eval(a) -> int:
+    from mats.evaluate import eval_from_cli
+
+    return eval_from_cli(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mats", description="MATS: an audio-language model trained with text only.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, help_ in (("caption", "caption clips"), ("classify", "sound tags (+ zero-shot scores with --labels)"),
+                        ("ask", "answer a question about clips")):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("model", help="checkpoint folder or Hub id")
+        if name == "ask":
+            s.add_argument("question")
+        s.add_argument("clips", nargs="+", help="audio files or folders")
+        if name == "classify":
+            s.add_argument("--labels", default=None, help='comma-separated labels, e.g. "dog,rain,siren"')
+        _gen_args(s)
+        s.set_defaults(func=cmd_infer)
+
+    s = sub.add_parser("train", help="train a MATS on text only from a YAML/JSON config")
+    s.add_argument("config")
+    s.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.max_steps=100")
+    s.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output folder")
+    s.add_argument("--out", default=None, help="output folder (overrides the config's)")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="evaluate checkpoints on clips (classification, captioning, QA)")
+    from mats.evaluate import add_eval_args
+
+    add_eval_args(s)
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("bank", help="Santa memory bank tools")
+    bsub = s.add_subparsers(dest="bank_command", required=True, metavar="ACTION")
+    b = bsub.add_parser("build", help="rebuild a model's Santa bank from other captions (domain adaptation)")
+    b.add_argument("model")
+    b.add_argument("texts", nargs="+", help="caption files (any format mats.data reads, or plain text)")
+    b.add_argument("--out", default=None, help="write a new checkpoint folder here (default: update MODEL in place)")
+    b.add_argument("--size", type=int, default=None, help="bank size (default: the config's)")
+    b.add_argument("--clusters", type=int, default=None)
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=cmd_bank)
+
+    s = sub.add_parser("push", help="upload a checkpoint to the Hugging Face Hub with a model card")
+    s.add_argument("model")
+    s.add_argument("repo_id")
+    s.add_argument("--private", action="store_true")
+    s.set_defaults(func=cmd_push)
+
+    s = sub.add_parser("tiny", help="write a tiny random checkpoint (checks an install with no downloads)")
+    s.add_argument("out")
+    s.add_argument("--lm", choices=["gpt2", "llama"], default="gpt2")
+    s.set_defaults(func=cmd_tiny)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return a.func(a)
+    except (MATSError, ValueError, OSError) as e:
+        if a.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,158 @@
+"""End to end: `python app.py` with two tiny checkpoints, driven by Debian's chromium through Playwright.
+
+Upload a clip, caption it (timing click -> first streamed token -> full answer in the browser), tag it with
+zero-shot labels, ask a question (and an empty one), compare two models, and keep a screenshot.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOG = str(ROOT / "assets" / "examples" / "dog.flac")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.slow
+playwright = pytest.importorskip("playwright.sync_api")
+
+# Click a button and time, in the page itself, the first non-empty answer and the final status line.
+TIMED_CLICK = """
+async ([button, output, status]) => {
+  const out = document.querySelector(output + " textarea");
+  const st = document.querySelector(status);
+  const seen = new Set();
+  const t0 = performance.now();
+  document.querySelector(button).click();
+  let first = null;
+  return await new Promise((resolve, reject) => {
+    const tick = () => {
+      const now = performance.now();
+      if (out.value) { seen.add(out.value); if (first === null) first = now - t0; }
+      if (st.innerText.includes("full answer")) {
+        return resolve({first_ms: first, full_ms: now - t0, text: out.value, status: st.innerText, distinct: seen.size});
+      }
+      if (now - t0 > 60000) return reject(new Error("no answer after 60 s"));
+      setTimeout(tick, 2);
+    };
+    tick();
+  });
+}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_ckpt_gpt2, tiny_ckpt_llama, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (.ci/run does)")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "app.py", "--model", str(tiny_ckpt_gpt2), "--model", str(tiny_ckpt_llama),
+           "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not serve {url} within 120 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url, proc, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_page_end_to_end(app_url, tmp_path):
+    url, proc, log_path = app_url
+    shots = tmp_path  # pytest keeps the last few runs' temp dirs: the screenshot stays there to look at
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url)
+            expect(page.locator("#caption-btn")).to_be_visible(timeout=30000)
+            expect(page.get_by_text("Example clips (CC0, from ESC-50)")).to_be_visible()
+
+            # Upload: the "Upload file" source button first, then the hidden file input.
+            page.locator("#clip").get_by_role("button", name="Upload file").click()
+            page.locator("#clip input[type=file]").set_input_files(DOG)
+            facts = page.locator("#clip-facts")
+            expect(facts).to_contain_text("44100 Hz", timeout=30000)
+            expect(facts).to_contain_text("resampled 44100 Hz → 48000 Hz")
+            expect(page.locator("#spectrogram img")).to_be_visible(timeout=30000)
+
+            # Caption, timed in the browser (the upload already loaded the model: this is a warm request).
+            caption = page.evaluate(TIMED_CLICK, ["#caption-btn", "#caption-out", "#caption-status"])
+            assert caption["text"].strip() and caption["first_ms"] is not None
+            assert caption["first_ms"] <= caption["full_ms"]
+
+            page.get_by_role("tab", name="Classify").click()
+            page.locator("#labels textarea").fill("dog, rain, church bells")
+            page.locator("#classify-btn").click()
+            expect(page.locator("#classify-status")).to_contain_text("full answer", timeout=60000)
+            expect(page.locator("#classify-scores")).to_contain_text("church bells")
+            assert page.locator("#classify-out textarea").input_value().strip()
+
+            page.get_by_role("tab", name="Ask").click()
+            page.locator("#question textarea").fill("What is making the sound?")
+            ask = page.evaluate(TIMED_CLICK, ["#ask-btn", "#ask-out", "#ask-status"])
+            assert ask["text"].strip()
+            page.locator("#question textarea").fill("")
+            page.locator("#ask-btn").click()
+            expect(page.get_by_text("The question is empty").first).to_be_visible(timeout=30000)
+
+            page.get_by_role("tab", name="Compare").click()
+            page.locator("#compare-btn").click()
+            expect(page.locator("#compare-b-status")).to_contain_text("full answer", timeout=60000)
+            expect(page.locator("#compare-a-status")).to_contain_text("full answer")
+            a = page.locator("#compare-a textarea").input_value()
+            b = page.locator("#compare-b textarea").input_value()
+            assert a.strip() and b.strip()
+
+            page.get_by_text("About MATS and this demo").click()
+            expect(page.locator("#models-status")).to_contain_text("loaded on cpu")
+            page.screenshot(path=str(shots / "demo.png"), full_page=True)
+            record = {
+                "caption": caption, "ask": ask, "compare": {"a": a, "b": b,
+                "status_a": page.locator("#compare-a-status").inner_text(),
+                "status_b": page.locator("#compare-b-status").inner_text()},
+                "facts": facts.inner_text(), "screenshot": str(shots / "demo.png"),
+            }
+            (shots / "timings.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
+            print(f"\nbrowser: click -> first token {caption['first_ms']:.0f} ms, -> full answer "
+                  f"{caption['full_ms']:.0f} ms ({caption['distinct']} distinct partial texts); screenshot {shots}")
+        finally:
+            browser.close()
+    assert (shots / "demo.png").stat().st_size > 10_000
+    assert proc.poll() is None, f"the server must keep serving after an error:\n{log_path.read_text()[-3000:]}"

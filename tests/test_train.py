@@ -1,0 +1,112 @@
+"""The text-only trainer on tiny random models: loss falls, resume is exact, DDP runs, the cache is hit."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mats import MATS
+from mats.testing import tiny_clip, write_tiny_parts
+from mats.train import load_run_config, train
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPTIONS = ROOT / "tests" / "fixtures" / "data" / "captions.txt"
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    return write_tiny_parts(tmp_path_factory.mktemp("parts"), lm="gpt2")
+
+
+def _run(parts, out, steps=30, extra=()):
+    overrides = [f"model.encoder.id={parts / 'encoder'}", f"model.lm.id={parts / 'lm'}", f"train.out={out}",
+                 f"train.max_steps={steps}", f"data.sources=[{{\"path\": \"{CAPTIONS}\"}}]", *extra]
+    return load_run_config(ROOT / "configs" / "tiny.yaml", overrides)
+
+
+def test_loss_falls_and_checkpoint_captions(parts, tmp_path):
+    run = _run(parts, tmp_path / "run", steps=30)
+    losses = []
+    final = train(run, on_step=lambda s, l: losses.append(l), cache_root=str(tmp_path / "cache"), progress=False)
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("val_loss" in r for r in log) and any("samples_per_s" in r for r in log)
+    m = MATS.from_pretrained(final, device="cpu")
+    assert isinstance(m.caption(tiny_clip()), str)
+    assert m.santa is not None and len(m.santa) > 50  # bank built from the training captions
+    info = json.loads((final / "config.json").read_text())["train_info"]
+    assert info["train_samples"] > 200 and "val_loss" in info
+    resolved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert resolved["train"]["max_steps"] == 30
+
+
+def test_kill_and_resume_matches_uninterrupted(parts, tmp_path):
+    full = []
+    train(_run(parts, tmp_path / "a", steps=12, extra=["train.save_every=4"]), on_step=lambda s, l: full.append(l),
+          cache_root=str(tmp_path / "cache"), progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_6(step, loss):
+        if step == 6:
+            raise Killed  # dies after step 6; last checkpoint is step 4
+
+    first = []
+    with pytest.raises(Killed):
+        train(_run(parts, tmp_path / "b", steps=12, extra=["train.save_every=4"]),
+              on_step=lambda s, l: (first.append(l), kill_at_6(s, l)), cache_root=str(tmp_path / "cache"), progress=False)
+    resumed = []
+    train(_run(parts, tmp_path / "b", steps=12, extra=["train.save_every=4"]), resume=True,
+          on_step=lambda s, l: resumed.append(l), cache_root=str(tmp_path / "cache"), progress=False)
+    assert len(resumed) == 8  # steps 5..12 again after the step-4 checkpoint
+    assert resumed == pytest.approx(full[4:], rel=1e-5, abs=1e-6)
+    assert first[:6] == pytest.approx(full[:6], rel=1e-5, abs=1e-6)
+
+
+def test_text_cache_embeds_each_text_once(parts, tmp_path):
+    from mats.bank import TextEmbeddingCache
+    from mats.encoders import load_encoder
+
+    enc = load_encoder({"backend": "clap", "id": str(parts / "encoder")})
+    calls = {"n": 0}
+    real = enc.embed_text
+
+    def counting(texts):
+        calls["n"] += len(texts)
+        return real(texts)
+
+    enc.embed_text = counting
+    texts = CAPTIONS.read_text().splitlines()
+    cache = TextEmbeddingCache(enc, root=tmp_path / "c", batch_size=64)
+    first = cache.embed(texts + texts[:10])  # duplicates embedded once
+    assert calls["n"] == len(set(texts))
+    second = cache.embed(texts)  # second epoch: all hits
+    assert calls["n"] == len(set(texts))
+    again = TextEmbeddingCache(enc, root=tmp_path / "c").embed(texts)  # a new run reads the disk cache
+    assert calls["n"] == len(set(texts))
+    assert (second - first[: len(texts)]).abs().max() == 0 and (again - second).abs().max() == 0
+
+
+def test_bad_config_key_is_named(parts, tmp_path):
+    from mats.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="learning_rate"):
+        _run(parts, tmp_path, extra=["train.learning_rate=0.1"])
+
+
+@pytest.mark.slow
+def test_two_process_cpu_data_parallel(parts, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "mats", "train", str(ROOT / "configs" / "tiny.yaml"), f"model.encoder.id={parts / 'encoder'}",
+           f"model.lm.id={parts / 'lm'}", "train.max_steps=6", f"data.sources=[{{\"path\": \"{CAPTIONS}\"}}]",
+           "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = [json.loads(l) for l in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 6 or any(r.get("step") == 6 for r in log)
+    assert (tmp_path / "ddp" / "model" / "mapper.safetensors").is_file()
