@@ -48,10 +48,11 @@ def _gen_kwargs(a) -> dict:
     return {k: v for k, v in kw.items() if v is not None}
 
 
-def _emit(rows: list[dict], output: str | None) -> None:
+def _emit(rows: list[dict], output: str | None, many: bool = False) -> None:
     if output is None:
+        # One clip: just the answer. Several: one JSON line per clip, so results stay attributable.
         for r in rows:
-            print(json.dumps(r, ensure_ascii=False) if len(rows) > 1 or "scores" in r else r.get("output", r))
+            print(json.dumps(r, ensure_ascii=False) if many or "scores" in r else r["output"])
         return
     path = Path(output)
     if path.suffix == ".csv":
@@ -94,7 +95,7 @@ def cmd_infer(a) -> int:
             continue
         rows.append(out)
     if rows:
-        _emit(rows, a.output)
+        _emit(rows, a.output, many=len(clips) > 1)
     return 1 if failures else 0
 
 
@@ -189,10 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_transformers() -> None:
+    """Weight-loading progress bars and warnings drown the one line a user needs; --debug restores them."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     parser = build_parser()
     a = parser.parse_args(argv)
+    if not a.debug:
+        _quiet_transformers()
     try:
         return a.func(a)
     except (MATSError, ValueError, OSError) as e:

@@ -141,8 +141,10 @@ def prepare_upload(model, folder: Path, repo_id: str) -> Path:
         spec = dict(getattr(config, key))
         for field in ("id", "path"):
             value = spec.get(field)
-            if not isinstance(value, str) or HUB_ID.match(value) or value.startswith("pypi:") or value == f"./{sub}":
+            if not isinstance(value, str) or HUB_ID.match(value) or value.startswith("pypi:"):
                 continue
+            if value == f"./{sub}" and (folder / sub).is_dir():
+                continue  # already inside (e.g. a fully trained LM written by save_pretrained)
             local = Path(value) if Path(value).is_absolute() or base is None else (base / value)
             if local.resolve().is_dir():
                 shutil.copytree(local.resolve(), folder / sub, dirs_exist_ok=True)

@@ -1,0 +1,84 @@
+"""The `mats` command: exit codes and one-line messages, real inference on a tiny checkpoint."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mats.cli import main
+
+
+def _wav(path, seconds=1.0, sr=16000):
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 440 * t), sr)
+    return path
+
+
+def test_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "mats", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for cmd in ("caption", "classify", "ask", "train", "eval", "bank", "push", "tiny"):
+        assert cmd in out.stdout
+
+
+def test_caption_classify_ask_outputs(tiny_ckpt_gpt2, tmp_path, capsys):
+    clip = _wav(tmp_path / "a.wav")
+    assert main(["caption", str(tiny_ckpt_gpt2), str(clip), "--beams", "1", "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.strip() != ""
+    assert main(["classify", str(tiny_ckpt_gpt2), str(clip), "--labels", "dog,rain", "--max-new-tokens", "4"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert set(row["scores"]) == {"dog", "rain"}
+    _wav(tmp_path / "b.wav", seconds=2.0)
+    out = tmp_path / "out.jsonl"
+    assert main(["ask", str(tiny_ckpt_gpt2), "Is it loud?", str(tmp_path), "-o", str(out), "--max-new-tokens", "4"]) == 0
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["clip"].endswith(n) for r, n in zip(rows, ("a.wav", "b.wav"))] == [True, True]
+    assert all(r["question"] == "Is it loud?" for r in rows)
+
+
+def test_errors_are_one_line_with_nonzero_exit(tiny_ckpt_gpt2, tmp_path, capsys):
+    assert main(["caption", str(tiny_ckpt_gpt2), str(tmp_path / "missing.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"\x00garbage" * 50)
+    assert main(["caption", str(tiny_ckpt_gpt2), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.wav" in err and len(err.strip().splitlines()) == 1
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("train:\n  learning_rate: 0.1\n")
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "learning_rate" in err and "known" in err
+    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_folder_with_one_bad_clip_keeps_going(tiny_ckpt_gpt2, tmp_path, capsys):
+    _wav(tmp_path / "good.wav")
+    (tmp_path / "zbad.wav").write_bytes(b"nope" * 100)
+    assert main(["caption", str(tiny_ckpt_gpt2), str(tmp_path), "--max-new-tokens", "3"]) == 1
+    captured = capsys.readouterr()
+    assert "zbad.wav" in captured.err and "good.wav" in captured.out
+
+
+def test_tiny_command_writes_loadable_checkpoint(tmp_path, capsys):
+    assert main(["tiny", str(tmp_path / "t"), "--lm", "llama"]) == 0
+    from mats import MATS
+
+    assert MATS.from_pretrained(tmp_path / "t", device="cpu").prompt.style == "chat"
+
+
+def test_bank_build_replaces_bank(tiny_ckpt_gpt2, tmp_path, capsys):
+    from mats.santa import SantaBank
+
+    texts = tmp_path / "captions.txt"
+    texts.write_text("\n".join(f"a bird sings song number {i}" for i in range(40)) + "\n")
+    out = tmp_path / "adapted"
+    assert main(["bank", "build", str(tiny_ckpt_gpt2), str(texts), "--out", str(out), "--clusters", "3"]) == 0
+    bank = SantaBank.load(out)
+    assert len(bank) == 40 and all(t.startswith("a bird sings") for t in bank.texts)
+    assert bank.centroids.shape[0] == 3
+    assert len(SantaBank.load(tiny_ckpt_gpt2)) == 16  # the original is untouched

