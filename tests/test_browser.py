@@ -39,7 +39,8 @@ async ([button, output, status]) => {
       const now = performance.now();
       if (out.value) { seen.add(out.value); if (first === null) first = now - t0; }
       if (st.innerText.includes("full answer")) {
-        return resolve({first_ms: first, full_ms: now - t0, text: out.value, status: st.innerText, distinct: seen.size});
+        return resolve({first_ms: first, full_ms: now - t0, text: out.value, status: st.innerText,
+                        distinct: seen.size});
       }
       if (now - t0 > 60000) return reject(new Error("no answer after 60 s"));
       setTimeout(tick, 2);
@@ -100,6 +101,9 @@ def test_page_end_to_end(app_url, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            outside = []  # the page must work offline: nothing may be fetched from anywhere but the app
+            page.on("request", lambda r: outside.append(r.url)
+                    if not r.url.startswith((url, "data:", "blob:")) else None)
             page.goto(url)
             expect(page.locator("#caption-btn")).to_be_visible(timeout=30000)
             expect(page.get_by_text("Example clips (CC0, from ESC-50)")).to_be_visible()
@@ -130,7 +134,8 @@ def test_page_end_to_end(app_url, tmp_path):
             assert ask["text"].strip()
             page.locator("#question textarea").fill("")
             page.locator("#ask-btn").click()
-            expect(page.get_by_text("The question is empty").first).to_be_visible(timeout=30000)
+            expect(page.locator('[data-testid="toast-body"].error', has_text="The question is empty").first
+                   ).to_be_visible(timeout=30000)
 
             page.get_by_role("tab", name="Compare").click()
             page.locator("#compare-btn").click()
@@ -150,9 +155,25 @@ def test_page_end_to_end(app_url, tmp_path):
                 "facts": facts.inner_text(), "screenshot": str(shots / "demo.png"),
             }
             (shots / "timings.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
+
+            # A corrupt upload: a warning in the clip panel, a clear error on Caption, and the server lives on.
+            broken = tmp_path / "broken.wav"
+            broken.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt this is text, not audio")
+            page.locator("#clip").get_by_role("button", name="Clear").click()
+            page.locator("#clip").get_by_role("button", name="Upload file").click()
+            page.locator("#clip input[type=file]").set_input_files(str(broken))
+            expect(facts).to_contain_text("broken.wav", timeout=30000)
+            expect(facts).to_contain_text("corrupt")
+            expect(page.locator("#caption-out textarea")).to_have_value("")  # the old answer is cleared
+            page.get_by_role("tab", name="Caption").click()
+            page.locator("#caption-btn").click()
+            error_toast = page.locator('[data-testid="toast-body"].error', has_text="Could not read broken.wav")
+            expect(error_toast.first).to_be_visible(timeout=30000)
+            page.screenshot(path=str(shots / "corrupt-upload.png"))
             print(f"\nbrowser: click -> first token {caption['first_ms']:.0f} ms, -> full answer "
                   f"{caption['full_ms']:.0f} ms ({caption['distinct']} distinct partial texts); screenshot {shots}")
         finally:
             browser.close()
     assert (shots / "demo.png").stat().st_size > 10_000
+    assert outside == [], f"the page fetched from outside the app: {outside}"
     assert proc.poll() is None, f"the server must keep serving after an error:\n{log_path.read_text()[-3000:]}"

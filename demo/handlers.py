@@ -1,0 +1,297 @@
+"""Event handlers: plain functions of the widgets' values, testable without a browser.
+
+Each task handler is a generator that yields the growing answer (streaming) and a status line, so the
+page shows text as it is generated and the Gradio API streams too. Every failure a user can cause
+(no clip, a corrupt or silent or over-long clip, an empty question, a missing model) becomes a
+``gr.Error`` whose message says what to do; anything unexpected is logged and reported the same way,
+and the server keeps serving.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import gradio as gr
+
+from demo.clips import DEMO_MAX_SECONDS, NO_CLIP, PreparedClip, prepare_clip, spectrogram_image
+from demo.models import HOW_TO_GET_A_MODEL, ModelRegistry
+from mats.errors import AudioError, CheckpointError, MATSError
+
+log = logging.getLogger("demo")
+
+EMPTY_ANSWER = "(the model produced no text for this clip; try sampling or another Santa strength)"
+MAX_LABELS = 32
+MAX_QUESTION_CHARS = 500
+TASKS = {"Caption": "caption", "Classify": "classify", "Ask": "ask"}
+# Encoder rate/window used to describe a clip when no model can be loaded (LAION-CLAP's).
+FALLBACK_SR, FALLBACK_WINDOW_S = 48000, 10.0
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def _as_gr_error(exc: BaseException) -> gr.Error:
+    """Library errors -> a titled message for the page; unexpected ones are logged with their traceback."""
+    if isinstance(exc, gr.Error):
+        return exc
+    msg = html.escape(str(exc))  # gr.Error renders HTML; file names and questions come from users
+    if isinstance(exc, AudioError):
+        return gr.Error(msg, title="Problem with the clip", print_exception=False)
+    if isinstance(exc, CheckpointError):
+        return gr.Error(msg, title="Model unavailable", print_exception=False)
+    if isinstance(exc, (MATSError, ValueError)):
+        return gr.Error(msg, title="Cannot run this", print_exception=False)
+    if type(exc).__name__ == "OutOfMemoryError":
+        return gr.Error("The device ran out of memory. Try fewer beams, fewer new tokens or a shorter clip.",
+                        title="Out of memory")
+    log.exception("unexpected error in a demo handler")
+    return gr.Error(
+        f"Unexpected error ({type(exc).__name__}: {msg}). The demo is still running: try again or with another clip.",
+        title="Something went wrong",
+    )
+
+
+def friendly_errors(fn):
+    """Wrap a generator handler so every exception reaches the page as a clear gr.Error."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            yield from fn(*args, **kwargs)
+        except Exception as e:  # GeneratorExit (user left) is a BaseException and passes through
+            raise _as_gr_error(e) from e
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Settings:
+    santa: float
+    num_beams: int
+    max_new_tokens: int
+    do_sample: bool
+    temperature: float
+
+    @classmethod
+    def parse(cls, santa, num_beams, max_new_tokens, do_sample, temperature) -> "Settings":
+        """Widget (or API) values -> checked settings; API callers can send anything, so check it all."""
+        try:
+            s = cls(float(santa), int(num_beams), int(max_new_tokens), bool(do_sample), float(temperature))
+        except (TypeError, ValueError) as e:
+            raise MATSError(f"Generation settings must be numbers ({e}).") from e
+        if not 0.0 <= s.santa <= 1.0:
+            raise MATSError(f"Santa strength must be between 0 and 1, got {s.santa}.")
+        if not 1 <= s.num_beams <= 8:
+            raise MATSError(f"Beam size must be between 1 and 8, got {s.num_beams}.")
+        if not 1 <= s.max_new_tokens <= 512:
+            raise MATSError(f"Max new tokens must be between 1 and 512, got {s.max_new_tokens}.")
+        if s.do_sample and not 0.05 <= s.temperature <= 5.0:
+            raise MATSError(f"Temperature must be between 0.05 and 5, got {s.temperature}.")
+        return s
+
+    def gen_kwargs(self) -> dict:
+        kw = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
+        if self.do_sample:
+            kw["temperature"] = self.temperature
+        return kw
+
+    def describe(self) -> str:
+        mode = f"sampling T={self.temperature:g}" if self.do_sample else "greedy"
+        if self.num_beams > 1:
+            mode = f"beam {self.num_beams}" + (f", sampling T={self.temperature:g}" if self.do_sample else "")
+        return f"λ={self.santa:.2f} · {mode}"
+
+
+def parse_labels(text: str | None) -> list[str]:
+    """'dog, rain; siren' (commas, semicolons or new lines) -> unique labels, in order."""
+    labels = [p.strip() for p in re.split(r"[,;\n]", text or "") if p.strip()]
+    labels = list(dict.fromkeys(labels))
+    if len(labels) > MAX_LABELS:
+        raise MATSError(f"{len(labels)} labels is too many for one request; keep it to {MAX_LABELS}.")
+    return labels
+
+
+def parse_tags(text: str) -> list[str]:
+    return list(dict.fromkeys(t.strip() for t in text.replace(";", ",").split(",") if t.strip()))
+
+
+def check_question(question: str | None) -> str:
+    q = (question or "").strip()
+    if not q:
+        raise MATSError("The question is empty. Type one, for example 'What is making the sound?', then press Ask.")
+    if len(q) > MAX_QUESTION_CHARS:
+        raise MATSError(f"The question is {len(q)} characters long; keep it under {MAX_QUESTION_CHARS}.")
+    return q
+
+
+# ---------------------------------------------------------------------------------------------- timing
+@dataclass
+class Timing:
+    start: float
+    first: float | None = None
+    end: float | None = None
+    load_s: float = 0.0
+
+    def line(self, label: str, device: str, settings: Settings) -> str:
+        first = f"first token {self.first - self.start:.2f} s · " if self.first is not None else ""
+        total = f"full answer {self.end - self.start:.2f} s" if self.end is not None else "generating…"
+        load = f" · model loaded in {self.load_s:.1f} s" if self.load_s else ""
+        return f"**{html.escape(label)}** on `{device}` · {first}{total} · {settings.describe()}{load}"
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+class Handlers:
+    """The functions the page's events call; one instance per demo, sharing the model registry."""
+
+    def __init__(self, registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS):
+        self.registry = registry
+        self.max_seconds = float(max_seconds)
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _load(self, source):
+        """(model, seconds spent loading now: 0 when it was cached)."""
+        was_loaded = self.registry.is_loaded(source)
+        rec = self.registry.get_record(source)
+        return rec.model, (0.0 if was_loaded else rec.seconds)
+
+    def _prepare(self, audio, model) -> PreparedClip:
+        enc = model.encoder
+        return prepare_clip(audio, int(enc.sample_rate), float(enc.window_seconds), max_seconds=self.max_seconds)
+
+    def _stream(self, model, clip, task: str, question: str | None, s: Settings) -> Iterator[str]:
+        """Growing text. Beam search cannot stream (Hugging Face streamers need one beam), so beams > 1
+        give the finished answer in one piece."""
+        if s.num_beams == 1:
+            yield from model.stream(clip, task, question=question, santa=s.santa, **s.gen_kwargs())
+        else:
+            yield model.run([clip], task, question=question, santa=s.santa, num_beams=s.num_beams,
+                            **s.gen_kwargs())[0]
+
+    def _answer(self, source, audio, task, question, s: Settings, timing: Timing, ctx: dict | None = None):
+        """Yield (text, status) while one model answers; the last yield carries the final status.
+
+        ``ctx`` (optional) receives the model and prepared clip, for work after the answer (zero-shot scores).
+        """
+        label = self.registry.label(source)
+        if not self.registry.is_loaded(source):
+            yield "", f"Loading **{html.escape(label)}** (first use)…"
+        model, timing.load_s = self._load(source)
+        prepared = self._prepare(audio, model)
+        if ctx is not None:
+            ctx.update(model=model, clip=prepared.clip)
+        device = str(model.device)
+        text, shown = "", ""
+        for text in self._stream(model, prepared.clip, task, question, s):
+            if text and text != shown:  # the streamer also emits empty pieces (partial UTF-8): skip those
+                if timing.first is None:
+                    timing.first = time.perf_counter()
+                shown = text
+                yield text, timing.line(label, device, s)
+        timing.end = time.perf_counter()
+        if timing.first is None:
+            timing.first = timing.end
+        yield (text or EMPTY_ANSWER), timing.line(label, device, s)
+
+    # -- page events ---------------------------------------------------------------------------------
+    def clip_facts(self, audio, model_source):
+        """(Markdown facts, spectrogram image) for the clip panel. Never raises: problems are shown inline."""
+        if audio is None:
+            return "*No clip yet: record, upload, or pick an example.*", None
+        sr, window, note = FALLBACK_SR, FALLBACK_WINDOW_S, ""
+        try:
+            enc = self.registry.get(model_source).encoder
+            sr, window = int(enc.sample_rate), float(enc.window_seconds)
+        except Exception as e:  # the clip can still be described; the task buttons will report the model problem
+            if self.registry.usable:  # with no model at all, the banner at the top already explains
+                note = f"\n\n⚠️ model not available: {html.escape(str(e))}"
+        try:
+            prepared = prepare_clip(audio, sr, window, max_seconds=self.max_seconds)
+        except AudioError as e:
+            gr.Warning(html.escape(str(e)), title="Problem with the clip")
+            return f"⚠️ {html.escape(str(e))}", None
+        except Exception as e:
+            log.exception("could not describe a clip")
+            gr.Warning(f"Could not read this clip ({type(e).__name__}). Try another file.")
+            return f"⚠️ could not read this clip ({html.escape(type(e).__name__)})", None
+        if prepared.clip.info.capped:
+            gr.Warning(f"Only the first {self.max_seconds:g} s of this clip are used.", title="Long clip")
+        image = spectrogram_image(prepared.clip.waveform, prepared.clip.sample_rate)
+        return "\n".join(f"- {f}" for f in prepared.facts) + note, image
+
+    def model_defaults(self, model_source):
+        """When the model changes, the Santa slider and token limit start at that checkpoint's values."""
+        d = self.registry.defaults(model_source)
+        info = SANTA_INFO if d.has_santa else "This checkpoint has no Santa memory bank: the slider has no effect."
+        return gr.update(value=d.santa, info=info), gr.update(value=d.max_new_tokens)
+
+    def about_models(self) -> str:
+        return "\n".join(self.registry.status_lines())
+
+    @friendly_errors
+    def caption(self, audio, model, santa, beams, max_new_tokens, sample, temperature):
+        """Describe the clip in one sentence. Yields (caption, status)."""
+        s = Settings.parse(santa, beams, max_new_tokens, sample, temperature)
+        yield from self._answer(model, audio, "caption", None, s, Timing(time.perf_counter()))
+
+    @friendly_errors
+    def classify(self, audio, labels, model, santa, beams, max_new_tokens, sample, temperature):
+        """MATS sound tags; with typed labels, zero-shot scores too. Yields (tags, scores, status)."""
+        s = Settings.parse(santa, beams, max_new_tokens, sample, temperature)
+        wanted = parse_labels(labels)
+        text, status, ctx = "", "", {}
+        for text, status in self._answer(model, audio, "classify", None, s, Timing(time.perf_counter()), ctx):
+            yield text, None, status
+        tags = ", ".join(parse_tags(text)) if text != EMPTY_ANSWER else text
+        scores = None
+        if wanted:  # the encoder's own audio-text similarity, as LAION-CLAP zero-shot classification does
+            m = ctx["model"]
+            scores = m.zero_shot(m.embed_clips([ctx["clip"]]), wanted)[0]
+        yield tags or text, scores, status
+
+    @friendly_errors
+    def ask(self, audio, question, model, santa, beams, max_new_tokens, sample, temperature):
+        """Answer a question about the clip. Yields (answer, status)."""
+        s = Settings.parse(santa, beams, max_new_tokens, sample, temperature)
+        q = check_question(question)
+        yield from self._answer(model, audio, "ask", q, s, Timing(time.perf_counter()))
+
+    @friendly_errors
+    def compare(self, audio, task, question, model_a, model_b, santa, beams, max_new_tokens, sample, temperature):
+        """Run two models on the same clip and settings, one after the other (they share the device).
+
+        Yields (answer A, answer B, status A, status B). A model that cannot load shows why in its
+        column; the other still answers.
+        """
+        s = Settings.parse(santa, beams, max_new_tokens, sample, temperature)
+        if task not in TASKS:
+            raise MATSError(f"Unknown task '{task}'; choose one of {', '.join(TASKS)}.")
+        q = check_question(question) if TASKS[task] == "ask" else None
+        if audio is None:
+            raise AudioError(NO_CLIP)
+        texts, statuses = ["", ""], ["waiting…", "waiting…"]
+        for i, source in enumerate((model_a, model_b)):
+            timing = Timing(time.perf_counter())
+            try:
+                for texts[i], statuses[i] in self._answer(source, audio, TASKS[task], q, s, timing):
+                    yield texts[0], texts[1], statuses[0], statuses[1]
+            except AudioError:
+                raise  # the same clip fails for both models: one clear error
+            except Exception as e:
+                err = _as_gr_error(e)
+                gr.Warning(f"{self.registry.label(source)}: {err.message}", title=err.title)
+                texts[i], statuses[i] = "", f"⚠️ **{html.escape(self.registry.label(source))}**: {err.message}"
+                yield texts[0], texts[1], statuses[0], statuses[1]
+
+
+SANTA_INFO = "0 = audio only; higher blends in similar training captions to bridge the audio-text gap."
+
+
+def no_model_markdown(registry: ModelRegistry) -> str:
+    """The banner shown instead of answers when no checkpoint can be used."""
+    lines = ["### No usable model yet", HOW_TO_GET_A_MODEL]
+    for c in registry.problems:
+        lines.append(f"- `{html.escape(c.source)}`: {html.escape(c.problem or '')}")
+    return "\n\n".join(lines)
