@@ -77,6 +77,7 @@ class MATSConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     santa: SantaConfig = field(default_factory=SantaConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    max_answer_tokens: int = 64  # longer training answers (e.g. MusicCaps essays) are truncated
     noise_variance: float = 0.015  # sigma^2 of the Gaussian added to text embeddings in training
     train_lm: str = "lora"  # "lora" | "full" | "frozen": what of the LM was trained
     train_info: dict = field(default_factory=dict)  # data sources, sizes, val loss: filled by the trainer

@@ -154,6 +154,7 @@ class MATS(torch.nn.Module):
             before, after = self.prompt.render(self.tokenizer, instruction)
             ids_b, ids_a = self._tokens(before), self._tokens(after)
             ids_ans = self._tokens(self.prompt.answer(self.tokenizer, answers[i])) if answers is not None else []
+            ids_ans = ids_ans[: self.config.max_answer_tokens]  # bounded sequence length and memory
             parts = [self._embed_tokens(ids_b), prefix[i], self._embed_tokens(ids_a + ids_ans)]
             rows.append(torch.cat([p for p in parts if p.shape[0]], dim=0))
             labels.append([IGNORE] * (len(ids_b) + prefix.shape[1] + len(ids_a)) + ids_ans)
@@ -271,15 +272,17 @@ class MATS(torch.nn.Module):
 
     # ------------------------------------------------------------------ streaming
     def stream(self, clip, task: str, question: str | None = None, santa: float | None = None,
-               sr: int | None = None, **gen) -> Iterator[str]:
+               sr: int | None = None, audio_embedding: torch.Tensor | None = None, **gen) -> Iterator[str]:
         """Yield the growing answer text as tokens arrive.
 
         Hugging Face streamers do not support beam search, so streaming decodes with one beam
         (greedy, or sampling if asked); the non-streaming methods keep the configured beams.
+        ``audio_embedding`` ([1, D] from ``embed_clips``) skips decoding and encoding the clip again.
         """
         from transformers import TextIteratorStreamer
 
-        z = self.condition(self.embed_clips([clip], sr=sr), santa)
+        audio = audio_embedding if audio_embedding is not None else self.embed_clips([clip], sr=sr)
+        z = self.condition(audio, santa)
         instruction = instruction_for(task, question)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
         gen["num_beams"] = 1

@@ -151,3 +151,11 @@ def test_broken_checkpoints_name_the_file(tiny_ckpt_gpt2, tmp_path):
         MATS.from_pretrained(str(tmp_path / "nope" / "x" / "y"), device="cpu")
     with pytest.raises(CheckpointError, match="could not be downloaded"):
         MATS.from_pretrained("someone/not-cached-anywhere", device="cpu")
+
+
+def test_long_answers_are_truncated(tiny_ckpt_gpt2):
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    m.config.max_answer_tokens = 5
+    prefix = m.prefix(torch.nn.functional.normalize(torch.randn(1, m.encoder.dim), dim=-1))
+    batch = m.assemble(prefix, ["Describe the sound."], [" ".join(["a dog barks loudly"] * 30)])
+    assert int((batch.labels != IGNORE).sum()) == 5

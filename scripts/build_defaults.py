@@ -1,0 +1,85 @@
+"""Rebuild the offline defaults from data folders laid out like ../shared/data, in one command:
+
+    python scripts/build_defaults.py --data ../shared/data
+
+1. the offline encoder (scripts/train_encoder.py)        -> assets/encoders/sfx-minilm
+2. MATS-GPT2 (mini), text only (configs/mats-gpt2-mini.yaml) -> assets/mats-gpt2-mini
+3. MATS-LLaMA (SmolLM2), text only (configs/mats-smollm2.yaml) -> assets/mats-smollm2
+4. the evaluation on held-out clips (scripts/evaluate_defaults.py) -> assets/eval_results.json
+
+Seeds are fixed in the configs; each step prints its progress and the script prints what each took.
+``--steps-gpt2`` / ``--steps-smollm2`` trade time for quality (defaults: what the shipped checkpoints used).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENCODER = ROOT / "assets" / "encoders" / "sfx-minilm"
+
+
+def _run(cmd: list[str], env: dict) -> None:
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+
+
+def install_checkpoint(run_model: Path, target: Path) -> None:
+    """Copy a trained model into assets/ and point its encoder at the shipped encoder folder (relative)."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(run_model, target)
+    cfg_path = target / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["encoder"] = {"backend": "offline", "path": "../encoders/sfx-minilm"}
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    from mats.config import MATSConfig
+    from mats.hub import write_model_card
+
+    write_model_card(MATSConfig.load(target), target)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--steps-gpt2", type=int, default=450)
+    ap.add_argument("--steps-smollm2", type=int, default=120)
+    ap.add_argument("--skip", default="", help="comma list of steps to skip: encoder,gpt2,smollm2,eval")
+    a = ap.parse_args(argv)
+    skip = set(filter(None, a.skip.split(",")))
+    env = {**os.environ, "MATS_DATA": str(Path(a.data).resolve()), "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    times: dict[str, float] = {}
+    t_all = time.time()
+    if "encoder" not in skip:
+        t = time.time()
+        _run([sys.executable, "scripts/train_encoder.py", "--data", a.data, "--out", str(ENCODER), "--seed", "0"], env)
+        times["encoder"] = time.time() - t
+    for name, steps in (("gpt2-mini", a.steps_gpt2), ("smollm2", a.steps_smollm2)):
+        key = name.split("-")[0]
+        if key in skip:
+            continue
+        t = time.time()
+        out = ROOT / "runs" / f"mats-{name}"
+        _run([sys.executable, "-m", "mats", "train", f"configs/mats-{name}.yaml", f"train.max_steps={steps}",
+              f"model.encoder.path={ENCODER}", "--out", str(out)], env)
+        install_checkpoint(out / "model", ROOT / "assets" / f"mats-{name}")
+        times[name] = time.time() - t
+    if "eval" not in skip:
+        t = time.time()
+        _run([sys.executable, "scripts/evaluate_defaults.py", "--data", a.data, "--split", str(ENCODER / "split.json"),
+              "--model", "assets/mats-gpt2-mini", "--model", "assets/mats-smollm2", "--out", "assets/eval_results.json"], env)
+        times["eval"] = time.time() - t
+    for k, v in times.items():
+        print(f"{k:>10}: {v / 60:.1f} min")
+    print(f"{'total':>10}: {(time.time() - t_all) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
