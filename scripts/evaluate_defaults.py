@@ -115,7 +115,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", required=True)
     ap.add_argument("--santa", default="0,0.3,0.6")
     ap.add_argument("--out", default="assets/eval_results.json")
-    ap.add_argument("--beams", type=int, default=4)
+    ap.add_argument("--beams", type=int, default=1, help="1 (greedy) keeps a CPU run short; the paper decodes with 4")
+    ap.add_argument("--max-new-tokens", type=int, default=20)
+    ap.add_argument("--max-clips", type=int, default=96, help="per dataset, evenly spaced over the split (0 = all)")
     a = ap.parse_args(argv)
     from mats.evaluate import evaluate
     from mats.model import MATS
@@ -123,7 +125,11 @@ def main(argv=None) -> int:
     t0 = time.time()
     data, split = Path(a.data), json.loads(Path(a.split).read_text())
     lambdas = [float(x) for x in a.santa.split(",")]
-    gen = {"num_beams": a.beams, "max_new_tokens": 30}
+    gen = {"num_beams": a.beams, "max_new_tokens": a.max_new_tokens}
+    for key in ("esc50", "us8k"):
+        names = split[key]
+        if a.max_clips and len(names) > a.max_clips:
+            split[key] = [names[int(i * len(names) / a.max_clips)] for i in range(a.max_clips)]
     report: dict = {"split": {k: len(v) for k, v in split.items() if isinstance(v, list)}, "lambdas": lambdas,
                     "generation": gen, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
