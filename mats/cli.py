@@ -198,6 +198,10 @@ def _quiet_transformers() -> None:
         return
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="Passing `(repetition_penalty|no_repeat_ngram_size)`")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -159,3 +159,10 @@ def test_long_answers_are_truncated(tiny_ckpt_gpt2):
     prefix = m.prefix(torch.nn.functional.normalize(torch.randn(1, m.encoder.dim), dim=-1))
     batch = m.assemble(prefix, ["Describe the sound."], [" ".join(["a dog barks loudly"] * 30)])
     assert int((batch.labels != IGNORE).sum()) == 5
+
+
+def test_clap_text_longer_than_positions_is_truncated(tiny_ckpt_gpt2):
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    long = " ".join(["a car engine idles then drives away"] * 60)
+    emb = m.encoder.embed_text([long, "a dog barks"])
+    assert emb.shape == (2, m.encoder.dim) and torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)

@@ -88,7 +88,10 @@ class ClapEncoder(Encoder):
     def embed_text(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         outs = []
         for i in range(0, len(texts), batch_size):
-            tok = self.tokenizer(list(texts[i : i + batch_size]), padding=True, truncation=True, return_tensors="pt")
+            # RoBERTa positions start after the padding index: the usable length is max_positions - 2.
+            limit = self.model.config.text_config.max_position_embeddings - 2
+            tok = self.tokenizer(list(texts[i : i + batch_size]), padding=True, truncation=True, max_length=limit,
+                                 return_tensors="pt")
             tok = {k: v.to(self.device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
             outs.append(self._features(self.model.get_text_features(**tok)).float())
         return F.normalize(torch.cat(outs), dim=-1)
