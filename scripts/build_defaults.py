@@ -48,7 +48,7 @@ def install_checkpoint(run_model: Path, target: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--steps-gpt2", type=int, default=220)
+    ap.add_argument("--steps-gpt2", type=int, default=1100)
     ap.add_argument("--steps-smollm2", type=int, default=150)
     ap.add_argument("--skip", default="", help="comma list of steps to skip: encoder,gpt2,smollm2,eval")
     a = ap.parse_args(argv)
