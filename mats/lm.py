@@ -132,9 +132,8 @@ def attach_lora(model, lora_cfg, adapter_dir: str | Path | None = None, trainabl
 
     if adapter_dir is not None:
         return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
-    targets, fan_in_fan_out = (lora_cfg.target_modules, False) if lora_cfg.target_modules else lora_targets(model)
-    if lora_cfg.target_modules and getattr(model.config, "model_type", "") == "gpt2":
-        fan_in_fan_out = True
+    targets = lora_cfg.target_modules or lora_targets(model)[0]
+    fan_in_fan_out = getattr(model.config, "model_type", "") == "gpt2"  # GPT-2's Conv1D stores W transposed
     peft_cfg = PeftLoraConfig(
         r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout, target_modules=targets,
         fan_in_fan_out=fan_in_fan_out, bias="none", task_type="CAUSAL_LM",

@@ -82,9 +82,8 @@ class MATS(torch.nn.Module):
         config = MATSConfig.load(folder)
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
-        for needed in ("mapper.safetensors",):
-            if not (folder / needed).is_file():
-                raise CheckpointError(f"{folder / needed} is missing: the checkpoint is incomplete.")
+        if not (folder / "mapper.safetensors").is_file():
+            raise CheckpointError(f"{folder / 'mapper.safetensors'} is missing: the checkpoint is incomplete.")
         encoder = load_encoder(config.encoder, base_dir=folder, device=device)
         lm, tok = load_lm(_resolve_lm(config.lm, folder), device=device, dtype=dtype)
         adapter = folder / "adapter"

@@ -131,8 +131,9 @@ class SantaBank:
         top_sims, top_pos = sims.topk(k, dim=1)
         indices = members.gather(1, top_pos)
         weights = torch.softmax(tau * top_sims, dim=1)  # -inf padding gets weight exactly 0
+        # A centroid left without members after the last k-means step gives all -inf: no text to mix in.
         weights = torch.nan_to_num(weights, nan=0.0)
-        indices = indices.masked_fill(weights == 0, -1) if not torch.isfinite(top_sims).all() else indices
+        indices = indices.masked_fill(~torch.isfinite(top_sims), -1)  # padding slots of small clusters
         mixed = torch.einsum("bk,bkd->bd", weights, self.embeddings[indices.clamp_min(0)])
         return Retrieval(indices=indices, weights=weights, mixed_text=mixed)
 
