@@ -21,6 +21,7 @@ import gradio as gr
 from demo.clips import DEMO_MAX_SECONDS, NO_CLIP, PreparedClip, prepare_clip, spectrogram_image
 from demo.models import HOW_TO_GET_A_MODEL, ModelRegistry
 from mats.errors import AudioError, CheckpointError, MATSError
+from mats.prompts import instruction_for
 
 log = logging.getLogger("demo")
 
@@ -161,30 +162,34 @@ class Handlers:
         enc = model.encoder
         return prepare_clip(audio, int(enc.sample_rate), float(enc.window_seconds), max_seconds=self.max_seconds)
 
-    def _stream(self, model, clip, task: str, question: str | None, s: Settings) -> Iterator[str]:
-        """Growing text. Beam search cannot stream (Hugging Face streamers need one beam), so beams > 1
-        give the finished answer in one piece."""
+    def _stream(self, model, audio_embedding, task: str, question: str | None, s: Settings) -> Iterator[str]:
+        """Growing text for one embedded clip ([1, D]). Beam search cannot stream (Hugging Face streamers need
+        one beam), so beams > 1 give the finished answer in one piece."""
         if s.num_beams == 1:
-            yield from model.stream(clip, task, question=question, santa=s.santa, **s.gen_kwargs())
+            yield from model.stream(None, task, question=question, santa=s.santa, audio_embedding=audio_embedding,
+                                    **s.gen_kwargs())
         else:
-            yield model.run([clip], task, question=question, santa=s.santa, num_beams=s.num_beams,
-                            **s.gen_kwargs())[0]
+            z = model.condition(audio_embedding, s.santa)
+            yield model.generate_from_embeddings(z, [instruction_for(task, question)], num_beams=s.num_beams,
+                                                 **s.gen_kwargs())[0]
 
     def _answer(self, source, audio, task, question, s: Settings, timing: Timing, ctx: dict | None = None):
         """Yield (text, status) while one model answers; the last yield carries the final status.
 
-        ``ctx`` (optional) receives the model and prepared clip, for work after the answer (zero-shot scores).
+        ``ctx`` (optional) receives the model and the clip's audio embedding, for work after the answer
+        (zero-shot scores), so the clip is encoded once.
         """
         label = self.registry.label(source)
         if not self.registry.is_loaded(source):
             yield "", f"Loading **{html.escape(label)}** (first use)…"
         model, timing.load_s = self._load(source)
         prepared = self._prepare(audio, model)
+        embedding = model.embed_clips([prepared.clip])
         if ctx is not None:
-            ctx.update(model=model, clip=prepared.clip)
+            ctx.update(model=model, audio_embedding=embedding)
         device = str(model.device)
         text, shown = "", ""
-        for text in self._stream(model, prepared.clip, task, question, s):
+        for text in self._stream(model, embedding, task, question, s):
             if text and text != shown:  # the streamer also emits empty pieces (partial UTF-8): skip those
                 if timing.first is None:
                     timing.first = time.perf_counter()
@@ -247,8 +252,7 @@ class Handlers:
         tags = ", ".join(parse_tags(text)) if text != EMPTY_ANSWER else text
         scores = None
         if wanted:  # the encoder's own audio-text similarity, as LAION-CLAP zero-shot classification does
-            m = ctx["model"]
-            scores = m.zero_shot(m.embed_clips([ctx["clip"]]), wanted)[0]
+            scores = ctx["model"].zero_shot(ctx["audio_embedding"], wanted)[0]
         yield tags or text, scores, status
 
     @friendly_errors

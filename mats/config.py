@@ -78,6 +78,10 @@ class MATSConfig:
     santa: SantaConfig = field(default_factory=SantaConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     max_answer_tokens: int = 64  # longer training answers (e.g. MusicCaps essays) are truncated
+    # The token every training answer ends with; generation stops on it. Recorded when the model is built, so a
+    # checkpoint keeps stopping where it learned to even if its tokenizer's EOS changes between library versions
+    # (transformers 5.17 reads SmolLM2's GGUF EOS as <|im_start|>, 5.24 as <|im_end|>). None: the tokenizer's EOS.
+    answer_end_token: str | None = None
     noise_variance: float = 0.015  # sigma^2 of the Gaussian added to text embeddings in training
     train_lm: str = "lora"  # "lora" | "full" | "frozen": what of the LM was trained
     train_info: dict = field(default_factory=dict)  # data sources, sizes, val loss: filled by the trainer

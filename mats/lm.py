@@ -66,9 +66,27 @@ def resolve_lm(spec: dict) -> tuple[str, str | None]:
     return lm_id, spec.get("gguf_file")
 
 
+# Bumped when the conversion's output changes, so caches written by an older conversion are redone.
+GGUF_CONVERSION_VERSION = 2  # 2: special tokens taken from the GGUF's own metadata
+
+
+def gguf_special_tokens(path: str | Path) -> dict[str, int]:
+    """``{"eos": id, "bos": id, "pad": id}`` as the GGUF file itself declares them (absent ones left out)."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    out = {}
+    for name, key in (("eos", "eos_token_id"), ("bos", "bos_token_id"), ("pad", "padding_token_id")):
+        field = fields.get(f"tokenizer.ggml.{key}")
+        if field is not None:
+            out[name] = int(field.contents())
+    return out
+
+
 def _gguf_cache_folder(folder: str, gguf_file: str) -> Path:
     path = Path(folder, gguf_file)
     stamp = f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else f"{folder}/{gguf_file}"
+    stamp += f":{GGUF_CONVERSION_VERSION}"
     key = hashlib.sha256(stamp.encode()).hexdigest()[:16]
     return cache_dir() / "gguf" / f"{Path(gguf_file).stem}-{key}"
 
@@ -102,6 +120,10 @@ def convert_gguf(folder: str, gguf_file: str) -> Path:
         return out
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    # Special tokens from the file, not from the library's reading of it: transformers 5.17 took SmolLM2's EOS to be
+    # <|im_start|>, so a model trained with it learned to end answers with the wrong token.
+    for name, token_id in gguf_special_tokens(Path(folder, gguf_file)).items():
+        setattr(tokenizer, f"{name}_token", tokenizer.convert_ids_to_tokens(token_id))
     # The weights are already plain float tensors; only the flags stop save_pretrained.
     model.hf_quantizer = None
     model.is_quantized = False

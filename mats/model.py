@@ -49,6 +49,13 @@ class MATS(torch.nn.Module):
         self.mapper = mapper or PrefixMapper(encoder.dim, hidden, config.mapper)
         self.mapper.to(self.device)
         self.prompt = PromptFormat(resolve_style(config.prompt_style, tokenizer), config.system_prompt)
+        if config.answer_end_token is None:  # a new model (or an older checkpoint): record what answers end with
+            config.answer_end_token = tokenizer.eos_token
+        if config.answer_end_token is not None and config.answer_end_token not in tokenizer.get_vocab():
+            raise CheckpointError(
+                f"answer_end_token {config.answer_end_token!r} is not a token of this LM's tokenizer; the checkpoint "
+                "was trained with another tokenizer. Load it with the LM it was trained on."
+            )
         # Generation is not re-entrant on one model; the demo shares models between users.
         self.lock = threading.RLock()
         self.source: str | None = None  # folder or Hub id it was loaded from
@@ -152,7 +159,7 @@ class MATS(torch.nn.Module):
         for i, instruction in enumerate(instructions):
             before, after = self.prompt.render(self.tokenizer, instruction)
             ids_b, ids_a = self._tokens(before), self._tokens(after)
-            ids_ans = self._tokens(self.prompt.answer(self.tokenizer, answers[i])) if answers is not None else []
+            ids_ans = self._tokens(self.prompt.answer(self.tokenizer, answers[i], self.config.answer_end_token)) if answers is not None else []
             ids_ans = ids_ans[: self.config.max_answer_tokens]  # bounded sequence length and memory
             parts = [self._embed_tokens(ids_b), prefix[i], self._embed_tokens(ids_a + ids_ans)]
             rows.append(torch.cat([p for p in parts if p.shape[0]], dim=0))
@@ -215,11 +222,16 @@ class MATS(torch.nn.Module):
             kw.pop("no_repeat_ngram_size")
         return kw
 
+    def stop_token_ids(self) -> list[int]:
+        """Token ids that end an answer: the one it was trained to end with, and the tokenizer's EOS."""
+        tokens = dict.fromkeys(t for t in (self.config.answer_end_token, self.tokenizer.eos_token) if t)
+        return [self.tokenizer.convert_tokens_to_ids(t) for t in tokens]
+
     @torch.inference_mode()
     def generate_from_embeddings(self, z: torch.Tensor, instructions: Sequence[str], streamer=None,
                                  **gen) -> list[str]:
         batch = self.assemble(self.prefix(z), instructions, pad_left=True)
-        eos = self.tokenizer.convert_tokens_to_ids(self.tokenizer.eos_token) if self.tokenizer.eos_token else None
+        eos = self.stop_token_ids() or None
         with self.lock:
             out = self.lm.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
                                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos, streamer=streamer,

@@ -61,7 +61,8 @@ class PromptFormat:
         before, after = text.split(AUDIO_PLACEHOLDER)
         return before, after
 
-    def answer(self, tokenizer, answer: str) -> str:
-        """Target text: what the LM must produce after ``after``, ending in EOS so it learns to stop."""
-        eos = tokenizer.eos_token or ""
-        return (" " + answer if self.style == "plain" else answer) + eos
+    def answer(self, tokenizer, answer: str, end_token: str | None = None) -> str:
+        """Target text: what the LM must produce after ``after``, ending in ``end_token`` (default: the
+        tokenizer's EOS) so it learns to stop."""
+        end = end_token if end_token is not None else (tokenizer.eos_token or "")
+        return (" " + answer if self.style == "plain" else answer) + end

@@ -118,6 +118,8 @@ def main(argv=None) -> int:
     ap.add_argument("--beams", type=int, default=1, help="1 (greedy) keeps a CPU run short; the paper decodes with 4")
     ap.add_argument("--max-new-tokens", type=int, default=20)
     ap.add_argument("--max-clips", type=int, default=96, help="per dataset, evenly spaced over the split (0 = all)")
+    ap.add_argument("--update-cards", action="store_true",
+                    help="also write the headline numbers into each model's config (train_info.eval) and model card")
     a = ap.parse_args(argv)
     from mats.evaluate import evaluate
     from mats.model import MATS
@@ -157,7 +159,35 @@ def main(argv=None) -> int:
     report["elapsed_s"] = round(time.time() - t0, 1)
     Path(a.out).write_text(json.dumps(report, indent=2))
     print(f"wrote {a.out} in {report['elapsed_s']} s")
+    if a.update_cards:
+        for path in a.model:
+            update_card(Path(path), card_metrics(report["models"][Path(path).name]))
+            print(f"updated the model card of {path}")
     return 0
+
+
+def card_metrics(entry: dict) -> dict:
+    """The headline numbers of one model's evaluation, flat, as they appear in its model card."""
+    out: dict = {}
+    for dataset, r in entry.items():
+        out[f"{dataset}_encoder_zero_shot"] = round(r["zero_shot_top1"], 3)
+        for lam, acc in r["mats_classify_top1"].items():
+            out[f"{dataset}_mats_classify_lambda{float(lam):g}"] = round(acc, 3)
+        for lam, cap in r["caption"].items():
+            out[f"{dataset}_caption_names_source_lambda{float(lam):g}"] = round(cap["names_source"], 3)
+    return out
+
+
+def update_card(folder: Path, metrics: dict) -> None:
+    """Write ``metrics`` into ``train_info.eval`` of the checkpoint's config.json and re-render its README."""
+    from mats.config import MATSConfig
+    from mats.hub import write_model_card
+
+    cfg_path = folder / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.setdefault("train_info", {})["eval"] = metrics
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    write_model_card(MATSConfig.load(folder), folder)
 
 
 if __name__ == "__main__":

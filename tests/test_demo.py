@@ -270,6 +270,20 @@ def test_classify_gives_tags_and_zero_shot_scores(registry, handlers):
     assert no_scores is None
 
 
+def test_classify_encodes_the_clip_once_for_tags_and_scores(registry, handlers, monkeypatch):
+    src = registry.usable[0].source
+    model = registry.get(src)
+    calls = []
+    real = model.embed_clips
+    monkeypatch.setattr(model, "embed_clips", lambda clips, **kw: calls.append(len(clips)) or real(clips, **kw))
+    tags, scores, _ = last(handlers.classify(DOG, "dog, rain", src, *settings()))[-1]
+    assert calls == [1]
+    monkeypatch.undo()
+    expected = model.classify(DOG, labels=["dog", "rain"], santa=0.3, num_beams=1, max_new_tokens=8)
+    assert scores == pytest.approx(expected["scores"])
+    assert tags == (", ".join(expected["tags"]) or EMPTY_ANSWER)
+
+
 def test_ask_and_its_errors(registry, handlers, tmp_path):
     src = registry.usable[1].source
     sampled = settings(sample=True, temperature=0.7)
@@ -295,6 +309,9 @@ def test_unexpected_errors_become_clear_messages(registry):
     class Broken:
         encoder = registry.get(registry.usable[0].source).encoder
         device = "cpu"
+
+        def embed_clips(self, clips):
+            return None  # the failure comes mid-answer, from stream
 
         def stream(self, *a, **k):
             raise RuntimeError("boom")

@@ -54,6 +54,36 @@ def test_loss_only_on_answer_tokens(tiny_ckpt_llama):
     assert batch.attention_mask[1, -1] == 0 or batch.attention_mask[0, -1] == 0
 
 
+def test_answer_end_token_is_recorded_trained_on_and_stops_generation(tiny_ckpt_llama, tmp_path):
+    from mats.config import MATSConfig
+
+    m = MATS.from_pretrained(tiny_ckpt_llama, device="cpu")
+    assert m.config.answer_end_token == m.tokenizer.eos_token  # filled in from the tokenizer when absent
+    # A checkpoint trained with another end token (e.g. a tokenizer that read EOS differently) keeps it:
+    # training targets end with it, and generation stops on it as well as on the tokenizer's EOS.
+    shutil.copytree(tiny_ckpt_llama, tmp_path / "ck")
+    cfg = MATSConfig.load(tmp_path / "ck")
+    cfg.answer_end_token = m.tokenizer.bos_token
+    cfg.save(tmp_path / "ck")
+    other = MATS.from_pretrained(tmp_path / "ck", device="cpu")
+    assert MATSConfig.load(tmp_path / "ck").answer_end_token == m.tokenizer.bos_token
+    bos_id, eos_id = m.tokenizer.bos_token_id, m.tokenizer.eos_token_id
+    assert other.stop_token_ids() == [bos_id, eos_id]
+    prefix = other.prefix(torch.nn.functional.normalize(torch.randn(1, other.encoder.dim), dim=-1))
+    labels = other.assemble(prefix, ["Describe the sound."], ["rain"]).labels[0]
+    assert labels[labels != IGNORE].tolist()[-1] == bos_id
+    # Generation really stops there: force the end token to be the most likely one at the first step.
+    with torch.no_grad():
+        other.lm.get_output_embeddings().bias = torch.nn.Parameter(torch.zeros(other.lm.config.vocab_size))
+        other.lm.get_output_embeddings().bias[bos_id] = 1e4
+    assert other.caption(tiny_clip(), num_beams=1, max_new_tokens=6) == ""
+
+    cfg.answer_end_token = "<no-such-token>"
+    cfg.save(tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="answer_end_token"):
+        MATS.from_pretrained(tmp_path / "ck", device="cpu")
+
+
 def test_training_steps_lower_loss_and_lora_keeps_base_frozen(tiny_ckpt_gpt2):
     from mats.config import MATSConfig
 

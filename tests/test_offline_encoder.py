@@ -185,3 +185,20 @@ def test_shipped_encoder_classifies_real_clips():
     ranks = [(audio[i] @ text.T).argsort(descending=True).tolist().index(labels.index(c)) for i, (_, c) in enumerate(clips)]
     # These clips were in the training data, so the right label should be at or near the top.
     assert all(r < 3 for r in ranks), ranks
+
+
+def test_text_tower_stored_in_fp16_runs_in_fp32(tmp_path):
+    # A half-precision copy of the text model (e.g. to save space) must not make the encoder run in fp16:
+    # fp16 matmuls are slow or missing on CPUs, and the embeddings must match the fp32 ones closely.
+    from mats.encoders.offline import _load_text_tower, _tiny_text_tower
+
+    model, tokenizer = _tiny_text_tower(seed=3)
+    model.half().save_pretrained(tmp_path / "text")
+    tokenizer.save_pretrained(tmp_path / "text")
+    loaded, _ = _load_text_tower(str(tmp_path / "text"))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    enc = tokenizer(["a dog barks"], return_tensors="pt")
+    with torch.no_grad():
+        ref = model.float()(**enc).last_hidden_state
+        got = loaded(**enc).last_hidden_state
+    torch.testing.assert_close(got, ref)

