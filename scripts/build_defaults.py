@@ -8,7 +8,8 @@
 4. the evaluation on held-out clips (scripts/evaluate_defaults.py) -> assets/eval_results.json
 
 Seeds are fixed in the configs; each step prints its progress and the script prints what each took.
-``--steps-gpt2`` / ``--steps-smollm2`` trade time for quality (defaults: what the shipped checkpoints used).
+``--steps-gpt2`` / ``--steps-smollm2`` trade time for quality. The defaults are a CPU-sized run (about 11 min each
+here); the shipped checkpoints were trained longer on a GPU with scripts/train_defaults_gpu.py (see the README).
 """
 from __future__ import annotations
 

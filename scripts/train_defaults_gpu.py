@@ -6,9 +6,11 @@ Text only, like every MATS training run. The learning-rate schedule needs its st
 first gets a short probe run that measures steps/s on this machine; the real run then gets as many steps as fit
 its budget. Batches are larger than the CPU configs' (a GPU has room), everything else comes from
 configs/mats-*.yaml. Each finished model is copied to ``--out/<name>/`` (model folder, log, config) before the next
-one starts, so a run cut short still leaves the first. Install one with
-``python -c "from scripts.build_defaults import install_checkpoint; ..."`` or ``scripts/build_defaults.py``'s
-``install_checkpoint`` (it points the encoder at assets/encoders/sfx-minilm).
+one starts, so a run cut short still leaves the first.
+
+Then, on any machine: ``install_checkpoint(Path("runs/gpu/gpt2-mini/model"), Path("assets/mats-gpt2-mini"))`` from
+scripts/build_defaults.py (it points the encoder at assets/encoders/sfx-minilm), and
+``python scripts/evaluate_defaults.py ... --update-cards`` for the numbers in the model cards.
 """
 from __future__ import annotations
 
