@@ -15,11 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from mats.errors import CheckpointError
+from mats.hub import DEFAULT_CHECKPOINTS, REPO_ROOT  # default folders, relative to the repository root (app.py's)
 
-# The defaults made by the training scripts; the GPT-2 one first so Compare pits it against the LLaMA one.
-# Relative to the repository root (where app.py is), wherever the demo is started from.
-DEFAULT_CHECKPOINTS = ("assets/mats-gpt2-mini", "assets/mats-smollm2")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PAPER_URL = "https://arxiv.org/abs/2502.13433"
 
 HOW_TO_GET_A_MODEL = (

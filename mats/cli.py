@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mats.errors import MATSError
 
-AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
+from mats.hub import AUDIO_SUFFIXES as AUDIO_EXTS
 
 
 def _clips(paths: list[str]) -> list[Path]:
@@ -68,9 +68,29 @@ def _emit(rows: list[dict], output: str | None, many: bool = False) -> None:
     print(f"wrote {len(rows)} rows to {path}", file=sys.stderr)
 
 
+def _split_inputs(a) -> None:
+    """``mats caption [MODEL] CLIP...`` / ``mats ask [MODEL] QUESTION CLIP...``: the model is optional (default: the
+    shipped checkpoint), so the first word is the model only when it names one (see ``looks_like_checkpoint``)."""
+    from mats.hub import default_checkpoint, looks_like_checkpoint
+
+    words = list(a.inputs)
+    model = a.model
+    if model is None and words and looks_like_checkpoint(words[0]):
+        model = words.pop(0)
+    if a.command == "ask":
+        if len(words) < 2:
+            raise MATSError("ask needs a question and at least one clip: mats ask [MODEL] \"What is making the sound?\" clip.wav")
+        a.question = words.pop(0)
+    if not words:
+        raise MATSError(f"no clips given: mats {a.command} [MODEL] CLIP [CLIP ...]")
+    a.model = str(model) if model is not None else str(default_checkpoint())
+    a.clips = words
+
+
 def cmd_infer(a) -> int:
     from mats.model import MATS
 
+    _split_inputs(a)
     clips = _clips(a.clips)
     model = MATS.from_pretrained(a.model, device=a.device)
     rows, failures = [], 0
@@ -144,10 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in (("caption", "caption clips"), ("classify", "sound tags (+ zero-shot scores with --labels)"),
                         ("ask", "answer a question about clips")):
         s = sub.add_parser(name, help=help_)
-        s.add_argument("model", help="checkpoint folder or Hub id")
-        if name == "ask":
-            s.add_argument("question")
-        s.add_argument("clips", nargs="+", help="audio files or folders")
+        usage = "[MODEL] QUESTION CLIP [CLIP ...]" if name == "ask" else "[MODEL] CLIP [CLIP ...]"
+        s.add_argument("inputs", nargs="+", metavar=usage.split(" ", 1)[0],
+                       help=f"{usage}: MODEL (a checkpoint folder or Hub id) is optional, default $MATS_MODEL or "
+                            "the shipped assets/mats-smollm2; clips are audio files or folders")
+        s.add_argument("--model", "-m", default=None, help="checkpoint folder or Hub id (instead of the first word)")
         if name == "classify":
             s.add_argument("--labels", default=None, help='comma-separated labels, e.g. "dog,rain,siren"')
         _gen_args(s)

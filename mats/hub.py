@@ -25,6 +25,39 @@ CITATION = """@inproceedings{wang2025mats,
 }"""
 
 
+# The shipped offline defaults, relative to the repository root (a source checkout or an editable install). The
+# GPT-2 one first so the demo's Compare pits it against the LLaMA one; the CLI uses the better-measured SmolLM2 one.
+DEFAULT_CHECKPOINTS = ("assets/mats-gpt2-mini", "assets/mats-smollm2")
+DEFAULT_CLI_CHECKPOINT = "assets/mats-smollm2"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
+
+
+def default_checkpoint() -> Path:
+    """The checkpoint used when none is named: ``$MATS_MODEL`` if set, else the shipped MATS-SmolLM2."""
+    import os
+
+    named = os.environ.get("MATS_MODEL")
+    if named:
+        return Path(named)
+    path = REPO_ROOT / DEFAULT_CLI_CHECKPOINT
+    if not (path / "config.json").is_file():
+        raise CheckpointError(
+            f"no model given and the default checkpoint {path} is not there (it ships with the source checkout). "
+            "Name one: a checkpoint folder or a Hub id (e.g. `mats caption user/mats-gpt2 clip.wav`), or set MATS_MODEL."
+        )
+    return path
+
+
+def looks_like_checkpoint(arg: str) -> bool:
+    """Whether a command-line word names a model rather than a clip or a question: a folder with config.json, or a
+    Hub id ('user/name') that is not a path on disk."""
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        return (path / "config.json").is_file()
+    return not path.exists() and bool(HUB_ID.match(arg)) and path.suffix.lower() not in AUDIO_SUFFIXES
+
+
 def resolve_checkpoint(name_or_path, revision: str | None = None) -> Path:
     """A local folder as is; a Hub id downloaded (or taken from the cache) with snapshot_download."""
     path = Path(name_or_path).expanduser()

@@ -38,6 +38,32 @@ def test_caption_classify_ask_outputs(tiny_ckpt_gpt2, tmp_path, capsys):
     assert all(r["question"] == "Is it loud?" for r in rows)
 
 
+def test_model_is_optional_and_defaults_to_the_shipped_checkpoint(tiny_ckpt_gpt2, tmp_path, monkeypatch, capsys):
+    from mats import hub
+
+    clip = _wav(tmp_path / "a.wav")
+    monkeypatch.setenv("MATS_MODEL", str(tiny_ckpt_gpt2))
+    assert main(["caption", str(clip), "--beams", "1", "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.strip() != ""
+    assert main(["ask", "Is it loud?", str(clip), "--max-new-tokens", "4", "-o", str(tmp_path / "o.jsonl")]) == 0
+    assert json.loads((tmp_path / "o.jsonl").read_text())["question"] == "Is it loud?"
+    # --model wins over the first word; a model word is only taken when it names a checkpoint
+    assert main(["ask", "--model", str(tiny_ckpt_gpt2), "Why?", str(clip), "--max-new-tokens", "2"]) == 0
+    capsys.readouterr()
+    assert hub.looks_like_checkpoint(str(tiny_ckpt_gpt2)) and hub.looks_like_checkpoint("user/mats-gpt2")
+    assert not hub.looks_like_checkpoint(str(clip)) and not hub.looks_like_checkpoint(str(tmp_path))
+    assert not hub.looks_like_checkpoint("What is making the sound?") and not hub.looks_like_checkpoint("x/dog.wav")
+    # without MATS_MODEL the default is the shipped MATS-SmolLM2; when it is absent the error says what to do
+    monkeypatch.delenv("MATS_MODEL")
+    assert hub.default_checkpoint() == hub.REPO_ROOT / "assets" / "mats-smollm2"
+    monkeypatch.setattr(hub, "REPO_ROOT", tmp_path)
+    assert main(["caption", str(clip)]) == 2
+    err = capsys.readouterr().err
+    assert "no model given" in err and "MATS_MODEL" in err
+    assert main(["ask", str(tiny_ckpt_gpt2), "Only a question?"]) == 2
+    assert "needs a question and at least one clip" in capsys.readouterr().err
+
+
 def test_errors_are_one_line_with_nonzero_exit(tiny_ckpt_gpt2, tmp_path, capsys):
     assert main(["caption", str(tiny_ckpt_gpt2), str(tmp_path / "missing.wav")]) == 2
     err = capsys.readouterr().err
