@@ -51,6 +51,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     max_val_samples: int = 256
     half_mapper: bool = False  # write mapper.safetensors in fp16 (shipping size)
+    # A trained MATS (folder or Hub id) to start from instead of fresh weights: its mapper, and its LoRA adapter or
+    # full LM + tokenizer. Continues a released model (longer, or on your own captions); same architecture needed.
+    init_from: str | None = None
 
 
 @dataclass
@@ -138,6 +141,41 @@ def build_model(cfg: MATSConfig, train_texts: list[str], device, base_dir=None):
             lm = attach_lora(lm, cfg.lora)
         return MATS(cfg, encoder, lm, tok)
     return MATS.build(cfg, device=device, dtype=torch.float32, base_dir=base_dir)
+
+
+def model_from_checkpoint(cfg: MATSConfig, source: str, device):
+    """A trained MATS to go on training (``train.init_from``). The run's model section must describe the same
+    weights (mapper, what of the LM was trained, LoRA, and the LM itself unless it was trained fully and ships
+    inside the checkpoint); prompt wording may differ. Returns the model with ``cfg`` as its config."""
+    from mats.model import MATS
+
+    init = MATS.from_pretrained(source, device=device, dtype=torch.float32)
+    prev = init.config
+    pairs = [("mapper", asdict(cfg.mapper), asdict(prev.mapper)), ("train_lm", cfg.train_lm, prev.train_lm)]
+    if cfg.train_lm == "lora":
+        pairs.append(("lora", asdict(cfg.lora), asdict(prev.lora)))
+    if prev.train_lm != "full":  # a fully trained LM comes from the checkpoint itself, whatever cfg.lm says
+        pairs.append(("lm", cfg.lm, prev.lm))
+    diffs = [f"{name}: config {a!r} vs checkpoint {b!r}" for name, a, b in pairs if a != b]
+    if diffs:
+        raise ConfigError(f"train.init_from={source!r} has other weights than the model section describes; "
+                          "make them match (or start fresh without init_from). " + "; ".join(diffs))
+    if prev.train_lm == "full":
+        cfg.lm = dict(prev.lm)
+    if cfg.answer_end_token is None:  # keep the end token its answers were trained to stop with
+        cfg.answer_end_token = prev.answer_end_token
+    for name, p in init.lm.named_parameters():  # from_pretrained loads the adapter frozen, for inference
+        if "lora_" in name:
+            p.requires_grad_(True)
+    init.mapper.requires_grad_(True)
+    from mats.prompts import PromptFormat, resolve_style
+
+    init.prompt = PromptFormat(resolve_style(cfg.prompt_style, init.tokenizer), cfg.system_prompt)
+    cfg.train_info = {**cfg.train_info, "init_from": {
+        "source": str(source), **{k: prev.train_info[k] for k in ("steps", "train_samples", "val_loss", "hyperparameters")
+                                  if k in prev.train_info}}}
+    init.config = cfg
+    return init
 
 
 def _param_groups(model, weight_decay: float):
@@ -272,7 +310,10 @@ def train(run: RunConfig, resume: bool = False, on_step: Callable[[int, float], 
             acc.print(r.summary())
     samples = train_mix.samples
     torch.manual_seed(tc.seed)
-    model = build_model(cfg, [s.answer for s in samples] + [s.prompt for s in samples], acc.device)
+    if tc.init_from:
+        model = model_from_checkpoint(cfg, tc.init_from, acc.device)
+    else:
+        model = build_model(cfg, [s.answer for s in samples] + [s.prompt for s in samples], acc.device)
     if cfg.train_lm == "full":
         model.lm.requires_grad_(True)
     elif cfg.train_lm == "frozen" or (cfg.train_lm == "lora" and not cfg.lora.enabled):

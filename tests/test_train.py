@@ -110,3 +110,38 @@ def test_two_process_cpu_data_parallel(parts, tmp_path):
     log = [json.loads(l) for l in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 6 or any(r.get("step") == 6 for r in log)
     assert (tmp_path / "ddp" / "model" / "mapper.safetensors").is_file()
+
+
+@pytest.mark.parametrize("train_lm", ["full", "lora"])
+def test_init_from_goes_on_from_a_trained_checkpoint(parts, tmp_path, train_lm):
+    import torch
+
+    from mats.errors import ConfigError
+    from mats.train import model_from_checkpoint
+
+    extra = [f"model.train_lm={train_lm}", "model.lora.r=8"]
+    fresh = []
+    first = train(_run(parts, tmp_path / "a", steps=20, extra=extra), on_step=lambda s, l: fresh.append(l),
+                  cache_root=str(tmp_path / "cache"), progress=False)
+    run = _run(parts, tmp_path / "b", steps=4, extra=extra + [f"train.init_from={first}"])
+
+    m = model_from_checkpoint(run.model, str(first), "cpu")
+    a = MATS.from_pretrained(first, device="cpu", dtype=torch.float32)
+    for (name, p), q in zip(a.mapper.state_dict().items(), m.mapper.state_dict().values()):
+        assert torch.equal(p, q), name
+    lm_a, lm_m = dict(a.lm.named_parameters()), dict(m.lm.named_parameters())
+    assert all(torch.equal(lm_a[n], lm_m[n]) for n in lm_a)
+    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert any(n.startswith("mapper.") for n in trainable)
+    if train_lm == "lora":
+        assert any("lora_" in n for n in trainable) and all("lora_" in n for n in trainable if n.startswith("lm."))
+
+    going_on = []
+    second = train(run, on_step=lambda s, l: going_on.append(l), cache_root=str(tmp_path / "cache"), progress=False)
+    assert going_on[0] < fresh[0]  # it starts from what was learnt, not from random weights
+    info = json.loads((second / "config.json").read_text())["train_info"]
+    assert info["steps"] == 4 and info["init_from"]["source"] == str(first) and info["init_from"]["steps"] == 20
+
+    with pytest.raises(ConfigError, match="mapper"):
+        model_from_checkpoint(_run(parts, tmp_path / "c", extra=extra + ["model.mapper.width=64"]).model,
+                              str(first), "cpu")
