@@ -54,6 +54,9 @@ class TrainConfig:
     # A trained MATS (folder or Hub id) to start from instead of fresh weights: its mapper, and its LoRA adapter or
     # full LM + tokenizer. Continues a released model (longer, or on your own captions); same architecture needed.
     init_from: str | None = None
+    # Wall-clock limit: stop after the step that reaches it and still write the model (the LR schedule is cut short,
+    # so prefer a step count that fits; this is the safety net for a lease or a Space that must end in time).
+    max_seconds: float | None = None
 
 
 @dataclass
@@ -347,7 +350,7 @@ def train(run: RunConfig, resume: bool = False, on_step: Callable[[int, float], 
     global_batch = tc.batch_size * world
     order = train_mix.epoch_indices(epoch)
     bar = tqdm(total=tc.max_steps, initial=step, desc="training", disable=not (acc.is_main_process and progress))
-    t0, seen = time.perf_counter(), 0
+    t0, seen, stopped_early = time.perf_counter(), 0, False
     while step < tc.max_steps:
         dmodel.train()
         loss_sum = 0.0
@@ -395,6 +398,15 @@ def train(run: RunConfig, resume: bool = False, on_step: Callable[[int, float], 
                 save_training_state(out / "checkpoints" / f"step-{step:07d}", acc.unwrap_model(dmodel), optimizer,
                                     scheduler, step, epoch, position, losses)
                 _prune(out / "checkpoints", tc.keep_checkpoints)
+        if tc.max_seconds is not None and step < tc.max_steps:
+            over = torch.tensor(float(time.perf_counter() - t0 >= tc.max_seconds), device=acc.device)
+            if acc.reduce(over, reduction="sum").item() > 0:  # every process stops at the same step
+                stopped_early = True
+                acc.print(f"train.max_seconds={tc.max_seconds:g} reached after step {step} of {tc.max_steps}; "
+                          "writing the model now")
+                if acc.is_main_process:
+                    _log(log_file, {"step": step, "stopped_early": True, "seconds": round(time.perf_counter() - t0, 1)})
+                break
     bar.close()
     acc.wait_for_everyone()
     final = out / "model"
@@ -409,6 +421,7 @@ def train(run: RunConfig, resume: bool = False, on_step: Callable[[int, float], 
             **cfg.train_info,
             "sources": [{"name": r.kind, "path": str(r.path), "samples": r.samples} for r in reports],
             "train_samples": len(samples), "val_samples": len(val), "steps": step,
+            **({"stopped_early_at_max_seconds": tc.max_seconds} if stopped_early else {}),
             "hyperparameters": {k: v for k, v in asdict(tc).items() if k not in ("out",)},
             "train_seconds": round(time.perf_counter() - t0, 1), "final_train_loss": losses[-1] if losses else None,
         }

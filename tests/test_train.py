@@ -145,3 +145,15 @@ def test_init_from_goes_on_from_a_trained_checkpoint(parts, tmp_path, train_lm):
     with pytest.raises(ConfigError, match="mapper"):
         model_from_checkpoint(_run(parts, tmp_path / "c", extra=extra + ["model.mapper.width=64"]).model,
                               str(first), "cpu")
+
+
+def test_max_seconds_stops_early_and_still_writes_the_model(parts, tmp_path):
+    steps = []
+    final = train(_run(parts, tmp_path / "run", steps=500, extra=["train.max_seconds=0"]),
+                  on_step=lambda s, l: steps.append(s), cache_root=str(tmp_path / "cache"), progress=False)
+    assert steps == [1]  # a limit of 0 s stops after the first step
+    info = json.loads((final / "config.json").read_text())["train_info"]
+    assert info["steps"] == 1 and info["stopped_early_at_max_seconds"] == 0
+    assert isinstance(MATS.from_pretrained(final, device="cpu").caption(tiny_clip(), max_new_tokens=3), str)
+    log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("stopped_early") for r in log)
