@@ -107,6 +107,11 @@ def model_card_text(config: MATSConfig, repo_id: str | None = None, eval_results
     metric_lines = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |"
                              for k, v in metrics.items()) or "| (none measured yet) | |"
     usage_id = repo_id or "path/to/this/folder"
+    steps = f"{info['steps']} steps" if "steps" in info else "an unrecorded number of steps"
+    prev = info.get("init_from")
+    if prev:  # a run that went on from an earlier checkpoint: say what that one had learnt
+        steps += (f", continuing `{prev.get('source')}` (itself {prev.get('steps', '?')} steps, val loss "
+                  f"{prev['val_loss']:.3f})" if isinstance(prev.get("val_loss"), float) else f", continuing `{prev.get('source')}`")
     body = f"""
 # MATS: {info.get('name', repo_id or 'audio-language model trained with text only')}
 
@@ -130,7 +135,7 @@ to bridge the modality gap.
 |---|---|
 {src_lines}
 
-Hyper-parameters: `{json.dumps(info.get('hyperparameters', {}))}`
+Trained for {steps}. Hyper-parameters: `{json.dumps(info.get('hyperparameters', {}))}`
 
 ## Results
 

@@ -21,6 +21,10 @@ def test_model_card_fields(tiny_ckpt_gpt2):
                    "esc50_zero_shot", '"lr": 0.0002', 'MATS.from_pretrained("me/mats-test")', "2502.13433",
                    "@inproceedings", "license: cc-by-nc-4.0", "base_model"):
         assert needle in card, needle
+    assert "Trained for an unrecorded number of steps" in card
+    cfg.train_info.update(steps=767, init_from={"source": "assets/mats-smollm2", "steps": 879, "val_loss": 2.5951})
+    card = model_card_text(cfg, "me/mats-test")
+    assert "Trained for 767 steps, continuing `assets/mats-smollm2` (itself 879 steps, val loss 2.595)" in card
 
 
 def test_push_uploads_complete_folder(tiny_ckpt_gpt2, monkeypatch):
