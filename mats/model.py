@@ -170,7 +170,8 @@ class MATS(torch.nn.Module):
         for i, instruction in enumerate(instructions):
             before, after = self.prompt.render(self.tokenizer, instruction)
             ids_b, ids_a = self._tokens(before), self._tokens(after)
-            ids_ans = self._tokens(self.prompt.answer(self.tokenizer, answers[i], self.config.answer_end_token)) if answers is not None else []
+            ids_ans = (self._tokens(self.prompt.answer(self.tokenizer, answers[i], self.config.answer_end_token))
+                       if answers is not None else [])
             ids_ans = ids_ans[: self.config.max_answer_tokens]  # bounded sequence length and memory
             parts = [self._embed_tokens(ids_b), prefix[i], self._embed_tokens(ids_a + ids_ans)]
             rows.append(torch.cat([p for p in parts if p.shape[0]], dim=0))
