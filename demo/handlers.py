@@ -21,7 +21,6 @@ import gradio as gr
 from demo.clips import DEMO_MAX_SECONDS, NO_CLIP, PreparedClip, prepare_clip, spectrogram_image
 from demo.models import HOW_TO_GET_A_MODEL, ModelRegistry
 from mats.errors import AudioError, CheckpointError, MATSError
-from mats.prompts import instruction_for
 
 log = logging.getLogger("demo")
 
@@ -169,9 +168,8 @@ class Handlers:
             yield from model.stream(None, task, question=question, santa=s.santa, audio_embedding=audio_embedding,
                                     **s.gen_kwargs())
         else:
-            z = model.condition(audio_embedding, s.santa)
-            yield model.generate_from_embeddings(z, [instruction_for(task, question)], num_beams=s.num_beams,
-                                                 **s.gen_kwargs())[0]
+            yield model.run(None, task, question=question, santa=s.santa, audio_embeddings=audio_embedding,
+                            num_beams=s.num_beams, **s.gen_kwargs())[0]
 
     def _answer(self, source, audio, task, question, s: Settings, timing: Timing, ctx: dict | None = None):
         """Yield (text, status) while one model answers; the last yield carries the final status.

@@ -24,6 +24,9 @@ import numpy as np
 
 from mats.errors import AudioError
 
+# File suffixes taken for audio when a folder is scanned (what libsndfile and its mp3/opus support read).
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
+
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768000
 # An axis this small is taken as the channel axis when the other axis is longer (surround is <= 8).

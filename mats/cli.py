@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mats.errors import MATSError
 
-from mats.hub import AUDIO_SUFFIXES as AUDIO_EXTS
+from mats.audio import AUDIO_SUFFIXES as AUDIO_EXTS
 
 
 def _clips(paths: list[str]) -> list[Path]:

@@ -42,6 +42,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mats.audio import AUDIO_SUFFIXES as AUDIO_EXTS
 from mats.errors import ConfigError, DataError, MATSError
 from mats.metrics import (
     MAPPING_RULE,
@@ -60,7 +61,6 @@ __all__ = ["evaluate", "add_eval_args", "eval_from_cli", "load_eval_data", "Eval
 
 TASKS = ("classify", "caption", "qa")
 DEFAULT_TEMPLATE = "the sound of {label}"
-AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
 TOP_K = 5  # top-5 accuracy is reported when the label set has at least this many labels
 MAX_LISTED = 20  # missing clips / notes kept by name in results.json (the count covers all)
 

@@ -6,11 +6,13 @@ prints them.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from mats.audio import AUDIO_SUFFIXES
 from mats.config import MATSConfig
 from mats.errors import CheckpointError
 
@@ -30,13 +32,10 @@ CITATION = """@inproceedings{wang2025mats,
 DEFAULT_CHECKPOINTS = ("assets/mats-gpt2-mini", "assets/mats-smollm2")
 DEFAULT_CLI_CHECKPOINT = "assets/mats-smollm2"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
 
 
 def default_checkpoint() -> Path:
     """The checkpoint used when none is named: ``$MATS_MODEL`` if set, else the shipped MATS-SmolLM2."""
-    import os
-
     named = os.environ.get("MATS_MODEL")
     if named:
         return Path(named)

@@ -252,12 +252,13 @@ class MATS(torch.nn.Module):
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     def run(self, clips, task: str, question: str | Sequence[str] | None = None, santa: float | None = None,
-            sr: int | None = None, **gen) -> list[str]:
-        clips = list(clips)
-        questions = question if isinstance(question, (list, tuple)) else [question] * len(clips)
+            sr: int | None = None, audio_embeddings: torch.Tensor | None = None, **gen) -> list[str]:
+        """One answer per clip. ``audio_embeddings`` ([N, D] from ``embed_clips``) stands in for ``clips`` when the
+        clips were embedded already."""
+        audio = audio_embeddings if audio_embeddings is not None else self.embed_clips(list(clips), sr=sr)
+        questions = question if isinstance(question, (list, tuple)) else [question] * len(audio)
         instructions = [instruction_for(task, q) for q in questions]
-        z = self.condition(self.embed_clips(clips, sr=sr), santa)
-        return self.generate_from_embeddings(z, instructions, **gen)
+        return self.generate_from_embeddings(self.condition(audio, santa), instructions, **gen)
 
     def caption(self, clip, santa: float | None = None, sr: int | None = None, **gen):
         """Caption one clip (returns str) or a list of clips (returns list[str])."""

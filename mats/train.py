@@ -146,15 +146,28 @@ def build_model(cfg: MATSConfig, train_texts: list[str], device, base_dir=None):
     return MATS.build(cfg, device=device, dtype=torch.float32, base_dir=base_dir)
 
 
+def _encoder_location(spec: dict) -> tuple:
+    """(backend, where): a local path resolved, so './x' and '/abs/x' naming one folder compare equal."""
+    where = spec.get("path") or spec.get("id")
+    if isinstance(where, str) and Path(where).expanduser().exists():
+        where = str(Path(where).expanduser().resolve())
+    return spec.get("backend"), where
+
+
 def model_from_checkpoint(cfg: MATSConfig, source: str, device):
     """A trained MATS to go on training (``train.init_from``). The run's model section must describe the same
-    weights (mapper, what of the LM was trained, LoRA, and the LM itself unless it was trained fully and ships
-    inside the checkpoint); prompt wording may differ. Returns the model with ``cfg`` as its config."""
+    weights: encoder, mapper, what of the LM was trained, LoRA, and the LM itself unless it was trained fully and
+    ships inside the checkpoint; prompt wording may differ. Returns the model with ``cfg`` as its config."""
+    from mats.encoders import resolve_relative
+    from mats.hub import resolve_checkpoint
     from mats.model import MATS
 
-    init = MATS.from_pretrained(source, device=device, dtype=torch.float32)
+    folder = resolve_checkpoint(source)
+    init = MATS.from_pretrained(folder, device=device, dtype=torch.float32)
     prev = init.config
-    pairs = [("mapper", asdict(cfg.mapper), asdict(prev.mapper)), ("train_lm", cfg.train_lm, prev.train_lm)]
+    encoder = resolve_relative(prev.encoder, folder)  # the mapper learnt on this encoder's embeddings
+    pairs = [("encoder", _encoder_location(cfg.encoder), _encoder_location(encoder)),
+             ("mapper", asdict(cfg.mapper), asdict(prev.mapper)), ("train_lm", cfg.train_lm, prev.train_lm)]
     if cfg.train_lm == "lora":
         pairs.append(("lora", asdict(cfg.lora), asdict(prev.lora)))
     if prev.train_lm != "full":  # a fully trained LM comes from the checkpoint itself, whatever cfg.lm says
@@ -163,6 +176,7 @@ def model_from_checkpoint(cfg: MATSConfig, source: str, device):
     if diffs:
         raise ConfigError(f"train.init_from={source!r} has other weights than the model section describes; "
                           "make them match (or start fresh without init_from). " + "; ".join(diffs))
+    cfg.encoder = encoder
     if prev.train_lm == "full":
         cfg.lm = dict(prev.lm)
     if cfg.answer_end_token is None:  # keep the end token its answers were trained to stop with
@@ -171,14 +185,11 @@ def model_from_checkpoint(cfg: MATSConfig, source: str, device):
         if "lora_" in name:
             p.requires_grad_(True)
     init.mapper.requires_grad_(True)
-    from mats.prompts import PromptFormat, resolve_style
-
-    init.prompt = PromptFormat(resolve_style(cfg.prompt_style, init.tokenizer), cfg.system_prompt)
     cfg.train_info = {**cfg.train_info, "init_from": {
         "source": str(source), **{k: prev.train_info[k] for k in ("steps", "train_samples", "val_loss", "hyperparameters")
                                   if k in prev.train_info}}}
-    init.config = cfg
-    return init
+    # The same parts under the run's config (its prompt wording, the checks MATS makes of a config).
+    return MATS(cfg, init.encoder, init.lm, init.tokenizer, mapper=init.mapper)
 
 
 def _param_groups(model, weight_decay: float):

@@ -29,10 +29,11 @@ ENCODER = ROOT / "assets" / "encoders" / "sfx-minilm"
 # Per model: the GPU batch settings layered over the config, and how many steps the probe runs.
 GPU_SETTINGS = {
     "gpt2-mini": {"overrides": ["train.batch_size=128", "train.lr=0.001", "train.max_val_samples=1024"],
-                  "warmup_fraction": 0.05, "probe_steps": 120},
+                  "probe_steps": 120},
     "smollm2": {"overrides": ["train.batch_size=64", "train.lr=0.001", "train.max_val_samples=512"],
-                "warmup_fraction": 0.05, "probe_steps": 30},
+                "probe_steps": 30},
 }
+WARMUP_FRACTION = 0.05  # of the real run's steps
 
 
 def _train(name: str, out: Path, overrides: list[str], env: dict) -> float:
@@ -73,7 +74,7 @@ def train_within(name: str, seconds: float, out_root: Path, env: dict, probe_ste
     run = out_root / f"{name}-run"
     shutil.rmtree(run, ignore_errors=True)
     wall = _train(name, run, s["overrides"] + [
-        f"train.max_steps={steps}", f"train.warmup_steps={max(1, int(steps * s['warmup_fraction']))}",
+        f"train.max_steps={steps}", f"train.warmup_steps={max(1, int(steps * WARMUP_FRACTION))}",
         f"train.log_every={max(1, steps // 50)}", f"train.eval_every={max(1, steps // 5)}",
         f"train.save_every={max(1, steps // 2)}"], env)
     final = out_root / name

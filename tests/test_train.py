@@ -142,6 +142,9 @@ def test_init_from_goes_on_from_a_trained_checkpoint(parts, tmp_path, train_lm):
     info = json.loads((second / "config.json").read_text())["train_info"]
     assert info["steps"] == 4 and info["init_from"]["source"] == str(first) and info["init_from"]["steps"] == 20
 
+    with pytest.raises(ConfigError, match="encoder"):
+        model_from_checkpoint(_run(parts, tmp_path / "c", extra=extra + ["model.encoder.id=laion/clap-htsat-unfused"]).model,
+                              str(first), "cpu")
     with pytest.raises(ConfigError, match="mapper"):
         model_from_checkpoint(_run(parts, tmp_path / "c", extra=extra + ["model.mapper.width=64"]).model,
                               str(first), "cpu")
