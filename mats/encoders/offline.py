@@ -222,13 +222,17 @@ class AisfxEmbeddingNet(nn.Module):
         self.conv_block4 = _ConvBlock(c[3], c[4])
         self.out_dim = c[4]
 
-    def forward(self, blocks: torch.Tensor) -> torch.Tensor:
+    def frames(self, blocks: torch.Tensor) -> torch.Tensor:
+        """[N, time, freq] -> block-4 features averaged over frequency, one per 8 input frames: [N, time // 8, C]."""
         x = blocks.unsqueeze(1)  # (N, 1, time, freq)
         x = F.max_pool2d(self.conv_block1(x), 2)
         x = F.max_pool2d(self.conv_block2(x), 2)
         x = F.max_pool2d(self.conv_block3(x), 2)
         x = self.conv_block4(x)
-        return x.mean(dim=3).amax(dim=2)
+        return x.mean(dim=3).transpose(1, 2)
+
+    def forward(self, blocks: torch.Tensor) -> torch.Tensor:
+        return self.frames(blocks).amax(dim=1)  # aisfx's head: max over time
 
 
 def load_aisfx_weights(net: AisfxEmbeddingNet, path: str | Path) -> None:
@@ -270,12 +274,15 @@ class AudioProjection(nn.Module):
         return self.net((feats - self.feat_mean) / self.feat_std)
 
 
-POOLS = ("window", "mean", "max", "meanmax")
+POOLS = ("window", "mean", "max", "meanmax", "stats")
 
 
 def pool_blocks(block_feats: torch.Tensor, pool: str) -> torch.Tensor:
-    """[B, n_blocks, C] -> [B, C] ("window": the single whole-window vector; "mean", "max" over blocks)
-    or [B, 2C] ("meanmax")."""
+    """[B, n_blocks, C] -> [B, C] ("window": the single whole-window vector; "mean", "max" over blocks),
+    [B, 2C] ("meanmax") or [B, 3C] ("stats": max, mean and standard deviation over the window's frames, so the
+    projection sees how a sound evolves, e.g. the on/off rhythm of speech, not only its loudest moment)."""
+    if pool == "stats":
+        return torch.cat([block_feats.amax(dim=1), block_feats.mean(dim=1), block_feats.std(dim=1)], dim=-1)
     if pool in ("mean", "window"):
         return block_feats.mean(dim=1)
     if pool == "max":
@@ -341,7 +348,7 @@ class OfflineEncoder(Encoder):
         self.frontend = AisfxFrontEnd(self.sample_rate, bool(audio["peak_normalise"]))
         # channels_last: oneDNN's CPU convolutions run ~25% faster on it here, with the same numbers (<1e-5).
         self.audio_net = AisfxEmbeddingNet(audio["channels"]).to(memory_format=torch.channels_last)
-        feat_dim = self.audio_net.out_dim * (2 if audio["pool"] == "meanmax" else 1)
+        feat_dim = self.audio_net.out_dim * {"meanmax": 2, "stats": 3}.get(audio["pool"], 1)
         self.audio_proj = AudioProjection(feat_dim, self.dim, int(audio["proj_hidden"]), float(audio["proj_dropout"]))
         if audio["pool"] not in POOLS:
             raise ConfigError(f"Unknown pool {audio['pool']!r}; use one of {POOLS}.")
@@ -376,6 +383,8 @@ class OfflineEncoder(Encoder):
         spec = self.frontend(windows)  # [B, T, 96]
         if self.audio_settings["pool"] == "window":
             return self.audio_net(spec).unsqueeze(1)
+        if self.audio_settings["pool"] == "stats":
+            return self.audio_net.frames(spec)  # [B, 27, C] for a 5 s window
         blocks = spectrogram_blocks(spec)  # [B, n, 100, 96]
         b, n = blocks.shape[:2]
         return self.audio_net(blocks.flatten(0, 1)).view(b, n, -1)

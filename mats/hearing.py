@@ -1,0 +1,167 @@
+"""What the ears hear: the checks behind the "Ears" table, shared by the encoder's training script and `mats eval`.
+
+A hearing CSV has one row per clip: ``file`` (relative to the clips folder), ``coarse`` (speech / music / other),
+``family`` (one of ``FAMILIES`` for a single-instrument music clip, else empty) and ``sources`` (``;``-separated
+source labels of a mixture, else one label). ``scripts/make_corpus.py`` writes such a CSV (``corpus.csv``).
+
+Four zero-shot checks use only the encoder (audio embedding against text prompts, cosine similarity):
+
+* coarse: speech / music / other. A class scores the best of its prompts; "other" is every ESC-50 and
+  UrbanSound8K label and the synthetic signal kinds, so speech or music must beat 60 concrete sounds.
+* family: the instrument family among the ten ``FAMILIES``, on single-instrument clips.
+* mixture: on clips with two or more sources, the share of sources whose label is in the top 5 of
+  ``MIXTURE_LABELS`` (ESC-50 + UrbanSound8K labels, speech, music, the signal kinds).
+* ESC-50 / UrbanSound8K zero-shot are `mats eval --task classify` (the encoder zero-shot column).
+
+Two caption checks read MATS captions: does a caption of a speech clip say speech (``SPEECH_WORDS``), and does a
+caption of an instrument clip name an instrument or say music (``MUSIC_WORDS``)?
+"""
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from mats.errors import DataError
+
+ESC50_LABELS = (
+    "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow", "rain", "sea_waves",
+    "crackling_fire", "crickets", "chirping_birds", "water_drops", "wind", "pouring_water", "toilet_flush",
+    "thunderstorm", "crying_baby", "sneezing", "clapping", "breathing", "coughing", "footsteps", "laughing",
+    "brushing_teeth", "snoring", "drinking_sipping", "door_wood_knock", "mouse_click", "keyboard_typing",
+    "door_wood_creaks", "can_opening", "washing_machine", "vacuum_cleaner", "clock_alarm", "clock_tick",
+    "glass_breaking", "helicopter", "chainsaw", "siren", "car_horn", "engine", "train", "church_bells", "airplane",
+    "fireworks", "hand_saw",
+)
+US8K_LABELS = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling", "engine_idling",
+               "gun_shot", "jackhammer", "siren", "street_music")
+# Synthetic signal kinds (make_corpus.py's ``sources`` for signals) and how a prompt names them.
+SIGNAL_NAMES = {"tone": "an electronic tone", "beeps": "beeping", "sweep": "a sweeping tone", "alarm": "an alarm",
+                "dtmf": "telephone keypad tones", "clicks": "clicking", "noise": "hissing noise",
+                "static": "static noise"}
+FAMILIES = {"piano": "a piano", "guitar": "a guitar", "bass": "a bass guitar", "strings": "a string instrument",
+            "brass": "a brass instrument", "woodwind": "a woodwind instrument", "organ": "an organ",
+            "synth": "a synthesizer", "choir": "a choir", "drums": "drums"}
+PROMPT = "the sound of {}"
+COARSE = ("speech", "music", "other")
+TOP_K = 5
+
+
+def label_text(label: str) -> str:
+    """The words a prompt uses for a label: signal kinds by name, dataset labels with spaces."""
+    return SIGNAL_NAMES.get(label, label.replace("_", " "))
+
+
+def coarse_prompts() -> dict[str, list[str]]:
+    other = sorted(set(ESC50_LABELS) | set(US8K_LABELS) | set(SIGNAL_NAMES))
+    return {"speech": [PROMPT.format("speech"), "a person speaking"],
+            "music": [PROMPT.format("music"), "music playing"],
+            "other": [PROMPT.format(label_text(l)) for l in other]}
+
+
+def mixture_labels() -> list[str]:
+    return sorted(set(ESC50_LABELS) | set(US8K_LABELS) | set(SIGNAL_NAMES) | {"speech", "music"})
+
+
+# Caption checks: whole words, case-insensitive.
+SPEECH_WORDS = re.compile(
+    r"\b(speech|speak\w*|spoke\w*|voices?|talk\w*|says?|saying|said|conversation\w*|convers\w*|whisper\w*"
+    r"|narrat\w*|announc\w*|chatter\w*|words?)\b", re.I)
+MUSIC_WORDS = re.compile(
+    r"\b(music\w*|melod\w*|tunes?|songs?|sing\w*|sung|choir|chor\w*|piano\w*|keyboard|guitar\w*|bass|violin\w*"
+    r"|viola|cello\w*|strings?|orchestr\w*|trumpet\w*|trombone\w*|tuba|brass|sax\w*|flute\w*|clarinet\w*"
+    r"|oboe|bassoon|recorder|woodwind\w*|organ|synth\w*|drum\w*|percussion|harpsichord|instrument\w*"
+    r"|chords?|notes?|rhythm\w*|beat)\b", re.I)
+
+
+def says_speech(caption: str) -> bool:
+    return bool(SPEECH_WORDS.search(caption))
+
+
+def says_music(caption: str) -> bool:
+    return bool(MUSIC_WORDS.search(caption))
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def read_hearing_csv(path: str | Path) -> list[dict]:
+    """Rows of a hearing CSV (columns file, coarse, family, sources; others are kept)."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"Cannot read hearing CSV {path}: {err}") from err
+    need = {"file", "coarse", "family", "sources"}
+    if not rows or not need <= set(rows[0]):
+        raise DataError(f"{path} needs columns {sorted(need)} (as scripts/make_corpus.py writes); got "
+                        f"{sorted(rows[0]) if rows else 'no rows'}.")
+    bad = [r["coarse"] for r in rows if r["coarse"] not in COARSE]
+    if bad:
+        raise DataError(f"{path}: coarse must be one of {COARSE}; found {sorted(set(bad))[:5]}.")
+    return rows
+
+
+@torch.inference_mode()
+def zero_shot_checks(encoder, audio: torch.Tensor, rows: Sequence[dict]) -> dict:
+    """The three encoder-only checks on L2-normalised audio embeddings [N, dim] (one per row)."""
+    out: dict = {}
+    audio = audio.float()
+    # coarse: best prompt per class
+    prompts = coarse_prompts()
+    sims = []
+    for cls in COARSE:
+        t = encoder.embed_text(prompts[cls])
+        sims.append((audio @ t.T).amax(dim=1))
+    pred = torch.stack(sims, dim=1).argmax(dim=1).tolist()
+    # Single-source clips only: a mixture's coarse class is just its loudest source's.
+    single = [i for i, r in enumerate(rows) if len(_sources(r)) == 1]
+    ok = [COARSE[pred[i]] == rows[i]["coarse"] for i in single]
+    out["coarse"] = _acc(ok)
+    for cls in COARSE:
+        out[f"coarse_{cls}"] = _acc([o for o, i in zip(ok, single) if rows[i]["coarse"] == cls])
+    # family: single-instrument clips only
+    fam_idx = [i for i, r in enumerate(rows) if r["family"] in FAMILIES and len(_sources(r)) == 1]
+    if fam_idx:
+        names = list(FAMILIES)
+        t = encoder.embed_text([PROMPT.format(FAMILIES[f]) for f in names])
+        p = (audio[fam_idx] @ t.T).argmax(dim=1).tolist()
+        out["family"] = _acc([names[j] == rows[i]["family"] for j, i in zip(p, fam_idx)])
+    out["family_clips"] = len(fam_idx)
+    # mixtures: each source's label in the top 5
+    labels = mixture_labels()
+    mix_idx = [i for i, r in enumerate(rows) if len(_sources(r)) >= 2]
+    if mix_idx:
+        t = encoder.embed_text([PROMPT.format(label_text(l)) for l in labels])
+        top = (audio[mix_idx] @ t.T).topk(TOP_K, dim=1).indices.tolist()
+        hits = []
+        for i, tk in zip(mix_idx, top):
+            got = {labels[j] for j in tk}
+            hits += [s in got for s in _sources(rows[i]) if s in labels]
+        out["mixture_source_top5"] = _acc(hits)
+        out["mixture_sources"] = len(hits)
+    out["mixture_clips"] = len(mix_idx)
+    out["clips"] = len(rows)
+    return out
+
+
+def caption_checks(captions: Sequence[str], rows: Sequence[dict]) -> dict:
+    """Shares of captions that say speech (single-source speech clips) and name an instrument or music
+    (single-instrument clips)."""
+    speech = [says_speech(c) for c, r in zip(captions, rows) if r["coarse"] == "speech" and len(_sources(r)) == 1]
+    music = [says_music(c) for c, r in zip(captions, rows) if r["family"] in FAMILIES and len(_sources(r)) == 1]
+    return {"speech_captions_say_speech": _acc(speech), "speech_clips": len(speech),
+            "instrument_captions_say_music": _acc(music), "instrument_clips": len(music)}
+
+
+def _sources(row: dict) -> list[str]:
+    return [s for s in row["sources"].split(";") if s]
+
+
+def _acc(flags: Sequence[bool]) -> float | None:
+    return round(float(np.mean(flags)), 4) if len(flags) else None
