@@ -59,7 +59,7 @@ from mats.metrics import (
 __all__ = ["evaluate", "add_eval_args", "eval_from_cli", "load_eval_data", "EvalData", "Item",
            "read_label_csv", "read_caption_csv", "read_qa_csv", "audiocaps_candidates", "DEFAULT_TEMPLATE"]
 
-TASKS = ("classify", "caption", "qa")
+TASKS = ("classify", "caption", "qa", "hearing")  # hearing: mats.hearing (speech / music / mixtures)
 DEFAULT_TEMPLATE = "the sound of {label}"
 TOP_K = 5  # top-5 accuracy is reported when the label set has at least this many labels
 MAX_LISTED = 20  # missing clips / notes kept by name in results.json (the count covers all)
@@ -641,6 +641,8 @@ def evaluate(models: Sequence, task: str, clips_dir, meta, santa=None, labels: S
         raise ConfigError("give at least one model (--model CHECKPOINT)")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if task == "hearing":
+        raise ConfigError("the hearing checks run through mats.hearing.evaluate_hearing (or `mats eval --task hearing`)")
     if task == "classify" and "{label}" not in template:
         raise ConfigError(f"--template must contain '{{label}}', got {template!r}")
     lambdas_arg = _parse_santa(santa)
@@ -922,7 +924,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clips", required=True, metavar="DIR", help="folder of audio clips (searched recursively)")
     p.add_argument("--meta", required=True, metavar="CSV",
                    help="classify: labels CSV (ESC-50, UrbanSound8K, file,label); caption: references "
-                        "(Clotho, AudioCaps, file,caption); qa: Clotho-AQA or file,question,answer")
+                        "(Clotho, AudioCaps, file,caption); qa: Clotho-AQA or file,question,answer; "
+                        "hearing: file,coarse,family,sources (scripts/make_corpus.py's corpus.csv)")
     p.add_argument("--labels", default=None, help="classify: comma-separated label set (default: every label in --meta)")
     p.add_argument("--santa", default=None, metavar="L1,L2", help="Santa strengths to sweep, e.g. 0,0.3,0.6 (default: each checkpoint's)")
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="classify: text prompt for a label (default: %(default)r)")
@@ -936,6 +939,10 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
 
 
 def eval_from_cli(args) -> int:
+    if args.task == "hearing":
+        from mats.hearing import hearing_from_cli
+
+        return hearing_from_cli(args)
     labels = [l.strip() for l in args.labels.split(",") if l.strip()] if args.labels else None
     results = evaluate(
         args.model, args.task, args.clips, args.meta, santa=args.santa, labels=labels, out=args.out,

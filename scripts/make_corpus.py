@@ -657,6 +657,17 @@ def make_clip(job: Job) -> dict:
 # driver
 
 
+class _Inline:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, items, chunksize=1):
+        return map(fn, items)
+
+
 def check_tools() -> list[str]:
     """Names of the missing tools / soundfont (empty when everything is installed)."""
     missing = [t for t in TOOLS if shutil.which(t) is None]
@@ -707,7 +718,8 @@ def build(out: Path, counts: dict[str, int], seed: int = 0, data: Path | None = 
     jobs = [Job(kind, i, seed, out, str(data) if data else None, soundfont, real, sentences)
             for kind, n in counts.items() for i in range(n)]
     t0, rows = time.time(), []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # One worker: in this process (tests import this file by path, which a process pool cannot re-import).
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
         for k, row in enumerate(pool.map(make_clip, jobs, chunksize=8)):
             rows.append(row)
             if (k + 1) % 500 == 0:
@@ -717,8 +729,20 @@ def build(out: Path, counts: dict[str, int], seed: int = 0, data: Path | None = 
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    log(f"[{time.time() - t0:6.1f}s] wrote {table}: {len(rows)} clips")
+    write_split_tables(out)
+    log(f"[{time.time() - t0:6.1f}s] wrote {table} (+ train/val/test.csv): {len(rows)} clips")
     return table
+
+
+def write_split_tables(out: Path) -> None:
+    """corpus.csv cut by split: test.csv is the held-out table `mats eval --task hearing` reads."""
+    with (out / "corpus.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for split in ("train", "val", "test"):
+        with (out / f"{split}.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(r for r in rows if r["split"] == split)
 
 
 DEFAULT_COUNTS = {"speech": 1500, "music": 2000, "signal": 500, "scene": 1500}

@@ -14,6 +14,7 @@ from mats.encoders.offline import (
     AisfxFrontEnd,
     OfflineEncoder,
     htk_mel_filterbank,
+    pool_blocks,
     minilm_package_dir,
     resolve_text_model,
     spectrogram_blocks,
@@ -73,13 +74,37 @@ def test_window_pooling_is_deterministic_and_batch_independent(tiny):
     torch.testing.assert_close(tiny.embed_clips([x[0]]), a[:1], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("pool", ["window", "meanmax"])
+@pytest.mark.parametrize("pool", ["window", "meanmax", "stats"])
 def test_pool_modes_give_expected_features(pool):
     enc = OfflineEncoder.tiny(seed=1, window_seconds=5.0)
     enc.audio_settings["pool"] = pool  # same CNN, other pooling: only the feature layout changes
     feats = enc.block_features(torch.from_numpy(_noise(2, enc.window_samples)))
-    assert feats.shape == ((2, 1, 16) if pool == "window" else (2, 3, 16))  # 3 blocks of 100 in 216 frames
+    # window: one vector; meanmax: 3 blocks of 100 in 216 frames; stats: 216 // 8 = 27 CNN frames
+    assert feats.shape == {"window": (2, 1, 16), "meanmax": (2, 3, 16), "stats": (2, 27, 16)}[pool]
     assert (feats >= 0).all()  # after ReLU and max
+
+
+def test_stats_pool_is_max_mean_std_and_window_is_its_max():
+    enc = OfflineEncoder.tiny(seed=2, window_seconds=5.0)
+    x = torch.from_numpy(_noise(2, enc.window_samples))
+    frames = enc.audio_net.frames(enc.frontend(x))
+    stats = pool_blocks(frames, "stats")
+    assert stats.shape == (2, 48)
+    torch.testing.assert_close(stats[:, :16], frames.amax(1))
+    torch.testing.assert_close(stats[:, 32:], frames.std(1))
+    # aisfx's own head (the "window" vector) is the max over the same frames.
+    torch.testing.assert_close(enc.audio_net(enc.frontend(x)), frames.amax(1))
+
+
+def test_stats_encoder_saves_and_loads(tmp_path):
+    t = OfflineEncoder.tiny(seed=0)
+    enc = OfflineEncoder(t.text_model, t.tokenizer, text_model_ref="text", window_seconds=3.0, max_text_tokens=64,
+                         audio={"channels": [4, 8, 8, 16], "pool": "stats", "proj_hidden": 8})
+    out = enc.save_pretrained(tmp_path / "enc", dtype=torch.float32)
+    again = OfflineEncoder.from_pretrained(out)
+    x = _noise(2, enc.window_samples)
+    assert again.audio_settings["pool"] == "stats"
+    torch.testing.assert_close(enc.embed_audio(x), again.embed_audio(x), rtol=0, atol=1e-6)
 
 
 def test_bad_settings_are_config_errors(tiny):
