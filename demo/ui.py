@@ -20,6 +20,7 @@ EXAMPLE_CLIPS = [
     ("rain.flac", "Heavy rain"),
     ("church_bells.flac", "Church bells"),
     ("crying_baby.flac", "Crying baby"),
+    ("speech.flac", "Spoken sentence"),
 ]
 EXAMPLE_QUESTIONS = [
     "What is making the sound?",
@@ -109,7 +110,7 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
                 examples = example_paths()
                 if examples:
                     gr.Examples([[p] for p, _ in examples], inputs=[audio], example_labels=[l for _, l in examples],
-                                label="Example clips (CC0, from ESC-50)", cache_examples=False,
+                                label="Example clips (CC0: four from ESC-50, one synthesized)", cache_examples=False,
                                 api_visibility="private")
                 facts = gr.Markdown("*No clip yet: record, upload, or pick an example.*", elem_id="clip-facts",
                                     elem_classes=["mats-facts"])

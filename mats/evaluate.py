@@ -541,6 +541,34 @@ def _run_classify(model, name, data, keys, emb, lambdas, template, batch_size, g
     return result
 
 
+def round_trip(model, labels: Sequence[str], template: str = DEFAULT_TEMPLATE, noise_variance: float = 0.0,
+               seed: int = 0, batch_size: int = 16, gen: dict | None = None) -> dict:
+    """The text-only part alone: hand the mapper + LM the *text* embedding of ``template`` for each label (plus
+    Gaussian noise of ``noise_variance``, as in training, when > 0), ask the classify question, and map the answer
+    back onto ``labels`` with ``MAPPING_RULE``. If this is low, no audio can do better: the LM cannot decode even
+    its own training signal. Santa is not used (λ = 0)."""
+    import torch
+
+    from mats.prompts import instruction_for
+    from mats.santa import add_noise
+
+    labels = list(labels)
+    texts = [template.format(label=l.replace("_", " ")) for l in labels]
+    # add_noise is the training noise (normalise, add N(0, var), normalise); variance 0 only normalises.
+    z = add_noise(model.encoder.embed_text(texts).float(), noise_variance, torch.Generator().manual_seed(seed))
+    z = z.to(model.device)
+    gen = {k: v for k, v in (gen or {}).items() if v is not None}
+    out: list[str] = []
+    for start in range(0, len(labels), batch_size):
+        n = len(labels[start : start + batch_size])
+        out += model.generate_from_embeddings(z[start : start + n], [instruction_for("classify")] * n, **gen)
+    ranked = map_to_labels(model.encoder, out, labels, template)
+    hits = ranked[:, 0] == np.arange(len(labels))
+    return {"top1": float(hits.mean()), "n": len(labels), "noise_variance": noise_variance,
+            "failures": [{"label": l, "answer": a, "mapped_to": labels[r[0]]}
+                         for l, a, r, h in zip(labels, out, ranked, hits) if not h]}
+
+
 def _run_caption(model, name, data, keys, emb, lambdas, batch_size, gen, progress, timings, preds):
     from mats.prompts import instruction_for
 

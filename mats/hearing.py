@@ -57,9 +57,9 @@ def label_text(label: str) -> str:
 
 
 def coarse_prompts() -> dict[str, list[str]]:
-    other = sorted(set(ESC50_LABELS) | set(US8K_LABELS) | set(SIGNAL_NAMES))
-    return {"speech": [PROMPT.format("speech"), "a person speaking"],
-            "music": [PROMPT.format("music"), "music playing"],
+    other = sorted((set(ESC50_LABELS) | set(US8K_LABELS) | set(SIGNAL_NAMES)) - {"street_music"})  # that is music
+    return {"speech": [PROMPT.format("speech"), "a person speaking", "people talking"],
+            "music": [PROMPT.format("music"), "music playing", "a musical instrument playing", "a song"],
             "other": [PROMPT.format(label_text(l)) for l in other]}
 
 
@@ -112,19 +112,22 @@ def zero_shot_checks(encoder, audio: torch.Tensor, rows: Sequence[dict]) -> dict
     """The three encoder-only checks on L2-normalised audio embeddings [N, dim] (one per row)."""
     out: dict = {}
     audio = audio.float()
-    # coarse: best prompt per class
+    # coarse: each class is the mean of its prompts' embeddings (CLIP's prompt ensemble), so "other" (60 concrete
+    # sounds) does not win just by having more prompts to take a maximum over; "coarse_max" is that maximum rule.
     prompts = coarse_prompts()
-    sims = []
+    centroids, best_prompt = [], []
     for cls in COARSE:
         t = encoder.embed_text(prompts[cls])
-        sims.append((audio @ t.T).amax(dim=1))
-    pred = torch.stack(sims, dim=1).argmax(dim=1).tolist()
-    # Single-source clips only: a mixture's coarse class is just its loudest source's.
-    single = [i for i, r in enumerate(rows) if len(_sources(r)) == 1]
-    ok = [COARSE[pred[i]] == rows[i]["coarse"] for i in single]
-    out["coarse"] = _acc(ok)
-    for cls in COARSE:
-        out[f"coarse_{cls}"] = _acc([o for o, i in zip(ok, single) if rows[i]["coarse"] == cls])
+        centroids.append(torch.nn.functional.normalize(t.mean(0), dim=0))
+        best_prompt.append((audio @ t.T).amax(dim=1))
+    single = [i for i, r in enumerate(rows) if len(_sources(r)) == 1]  # a mixture's coarse class is its loudest source's
+    for key, scores in (("coarse", audio @ torch.stack(centroids).T), ("coarse_max", torch.stack(best_prompt, 1))):
+        pred = scores.argmax(dim=1).tolist()
+        ok = [COARSE[pred[i]] == rows[i]["coarse"] for i in single]
+        out[key] = _acc(ok)
+        if key == "coarse":
+            for cls in COARSE:
+                out[f"coarse_{cls}"] = _acc([o for o, i in zip(ok, single) if rows[i]["coarse"] == cls])
     # family: single-instrument clips only
     fam_idx = [i for i, r in enumerate(rows) if r["family"] in FAMILIES and len(_sources(r)) == 1]
     if fam_idx:
@@ -139,12 +142,17 @@ def zero_shot_checks(encoder, audio: torch.Tensor, rows: Sequence[dict]) -> dict
     if mix_idx:
         t = encoder.embed_text([PROMPT.format(label_text(l)) for l in labels])
         top = (audio[mix_idx] @ t.T).topk(TOP_K, dim=1).indices.tolist()
-        hits = []
+        hits, kinds = [], []
         for i, tk in zip(mix_idx, top):
             got = {labels[j] for j in tk}
-            hits += [s in got for s in _sources(rows[i]) if s in labels]
+            for s in _sources(rows[i]):
+                if s in labels:
+                    hits.append(s in got)
+                    kinds.append(s if s in ("speech", "music") else "signal" if s in SIGNAL_NAMES else "real")
         out["mixture_source_top5"] = _acc(hits)
         out["mixture_sources"] = len(hits)
+        for k in ("speech", "music", "signal", "real"):
+            out[f"mixture_top5_{k}"] = _acc([h for h, kk in zip(hits, kinds) if kk == k])
     out["mixture_clips"] = len(mix_idx)
     out["clips"] = len(rows)
     return out

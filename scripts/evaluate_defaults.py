@@ -8,7 +8,12 @@ no Freesound recording with anything the encoder was aligned on):
   * encoder zero-shot accuracy ("the sound of {label}"),
   * MATS classify accuracy (generated tags mapped onto the label set in the encoder's text space), lambda 0/0.3/0.6,
   * caption relevance: share of captions that name the right sound source (keyword list below), and the mean
-    text similarity between the caption and the label sentence, lambda 0/0.3/0.6.
+    text similarity between the caption and the label sentence, lambda 0/0.3/0.6,
+  * the round trip (mats.evaluate.round_trip): the clean and the training-noise text embedding of
+    "the sound of {label}" for all 50 ESC-50 + 10 US8K labels, through mapper + LM, back to a label,
+  * with --hearing: the hearing checks (mats.hearing) on a held-out table such as make_corpus's test.csv:
+    coarse / family / mixture zero-shot, and whether captions of speech say speech and captions of
+    instruments name them or say music.
 """
 from __future__ import annotations
 
@@ -118,10 +123,15 @@ def main(argv=None) -> int:
     ap.add_argument("--beams", type=int, default=1, help="1 (greedy) keeps a CPU run short; the paper decodes with 4")
     ap.add_argument("--max-new-tokens", type=int, default=20)
     ap.add_argument("--max-clips", type=int, default=96, help="per dataset, evenly spaced over the split (0 = all)")
+    ap.add_argument("--hearing", default=None, metavar="CSV",
+                    help="also run the hearing checks (mats.hearing) on this held-out table, e.g. make_corpus's test.csv")
+    ap.add_argument("--hearing-clips", default=None, metavar="DIR", help="folder the --hearing CSV's files are in")
+    ap.add_argument("--hearing-limit", type=int, default=None, help="about N clips of the --hearing table")
     ap.add_argument("--update-cards", action="store_true",
                     help="also write the headline numbers into each model's config (train_info.eval) and model card")
     a = ap.parse_args(argv)
-    from mats.evaluate import evaluate
+    from mats.evaluate import evaluate, round_trip
+    from mats.hearing import ESC50_LABELS, US8K_LABELS, evaluate_hearing
     from mats.model import MATS
 
     t0 = time.time()
@@ -154,6 +164,25 @@ def main(argv=None) -> int:
                 print(f"{path} {dataset}: zero-shot {entry[dataset]['zero_shot_top1']:.3f}, MATS classify "
                       f"{entry[dataset]['mats_classify_top1']}, names source "
                       f"{ {k: round(v['names_source'], 3) for k, v in cap.items()} }", flush=True)
+            # The text-only part alone (issue "LM gap"): clean and training-noise label embeddings -> classify.
+            rt = {}
+            for var in (0.0, float(model.config.noise_variance)):
+                per = {ds: round_trip(model, labels, noise_variance=var, gen=gen)
+                       for ds, labels in (("esc50", ESC50_LABELS), ("us8k", US8K_LABELS))}
+                hits = sum(r["top1"] * r["n"] for r in per.values())
+                rt[f"{var:g}"] = {"top1": hits / sum(r["n"] for r in per.values()), **per}
+            entry["round_trip"] = rt
+            print(f"{path} round trip (50 ESC-50 + 10 US8K labels): "
+                  + ", ".join(f"noise {k}: {v['top1']:.3f}" for k, v in rt.items()), flush=True)
+            if a.hearing:
+                h = evaluate_hearing(model, a.hearing_clips or Path(a.hearing).parent, a.hearing, santa=lambdas,
+                                     gen=gen, limit=a.hearing_limit)
+                for c in h["captions"].values():
+                    c["examples"] = c["examples"][:12]
+                entry["hearing"] = h
+                print(f"{path} hearing: {h['zero_shot']} | " + ", ".join(
+                    f"λ={k}: speech {v['speech_captions_say_speech']} music {v['instrument_captions_say_music']}"
+                    for k, v in h["captions"].items()), flush=True)
             report["models"][Path(path).name] = entry
             del model
     report["elapsed_s"] = round(time.time() - t0, 1)
@@ -169,7 +198,13 @@ def main(argv=None) -> int:
 def card_metrics(entry: dict) -> dict:
     """The headline numbers of one model's evaluation, flat, as they appear in its model card."""
     out: dict = {}
-    for dataset, r in entry.items():
+    for var, r in entry.get("round_trip", {}).items():
+        out[f"round_trip_noise{var}"] = round(r["top1"], 3)
+    for lam, r in entry.get("hearing", {}).get("captions", {}).items():
+        out[f"speech_captions_say_speech_lambda{lam}"] = r["speech_captions_say_speech"]
+        out[f"instrument_captions_say_music_lambda{lam}"] = r["instrument_captions_say_music"]
+    for dataset in ("esc50", "us8k"):
+        r = entry[dataset]
         out[f"{dataset}_encoder_zero_shot"] = round(r["zero_shot_top1"], 3)
         for lam, acc in r["mats_classify_top1"].items():
             out[f"{dataset}_mats_classify_lambda{float(lam):g}"] = round(acc, 3)

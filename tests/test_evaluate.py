@@ -270,3 +270,35 @@ def test_cli_eval(tiny_ckpt_gpt2, clips, tmp_path, capsys):
     assert res["data"]["labels"] == ["dog", "rain", "siren"] and res["models"][0]["generation"]["num_beams"] == 1
     assert main(argv[:-9] + ["--santa", "1.5", "--out", str(out)]) == 2  # clear error, no traceback
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ round trip
+
+
+def test_round_trip_scores_its_own_failures(model):
+    from mats.evaluate import round_trip
+
+    labels = ["dog", "rain", "siren", "engine", "bird"]
+    res = round_trip(model, labels, gen=GEN)
+    assert res["n"] == 5 and 0.0 <= res["top1"] <= 1.0
+    # Every label that did not come back is listed with the answer and where it went.
+    assert len(res["failures"]) == round((1 - res["top1"]) * 5)
+    assert all(f["mapped_to"] != f["label"] and f["label"] in labels for f in res["failures"])
+    # Seeded noise: the same seed gives the same answers.
+    a = round_trip(model, labels, noise_variance=0.5, seed=3, gen=GEN)
+    b = round_trip(model, labels, noise_variance=0.5, seed=3, gen=GEN)
+    assert a == b and a["noise_variance"] == 0.5
+
+
+def test_round_trip_is_perfect_when_the_lm_repeats_the_label(model, monkeypatch):
+    from mats.evaluate import round_trip
+
+    labels = ["dog", "rain", "siren"]
+    # An LM that answers with the label whose text embedding it was handed: the mapping must return it.
+    emb = model.encoder.embed_text([DEFAULT_TEMPLATE.format(label=l) for l in labels])
+
+    def echo(z, instructions, **kw):
+        return [labels[int((row @ emb.T).argmax())] for row in z]
+
+    monkeypatch.setattr(model, "generate_from_embeddings", echo)
+    assert round_trip(model, labels)["top1"] == 1.0

@@ -49,7 +49,7 @@ def test_zero_shot_checks_score_right_and_wrong_embeddings():
         enc.embed_text([p("dog")])[0] + enc.embed_text([p("speech")])[0],
     ])
     res = hearing.zero_shot_checks(enc, torch.nn.functional.normalize(right, dim=-1), _rows())
-    assert res["coarse"] == 1.0 and res["family"] == 1.0 and res["mixture_source_top5"] == 1.0
+    assert res["coarse"] == 1.0 and res["coarse_max"] == 1.0 and res["family"] == 1.0 and res["mixture_source_top5"] == 1.0
     assert res["family_clips"] == 1 and res["mixture_sources"] == 2 and res["coarse_speech"] == 1.0
     wrong = torch.stack([enc.embed_text([p("rain")])[0]] * 4)  # every clip sounds like rain
     res = hearing.zero_shot_checks(enc, wrong, _rows())
