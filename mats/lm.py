@@ -206,13 +206,40 @@ def load_lm(spec: dict, device: torch.device | str | None = None, dtype: torch.d
     if gguf_file:
         folder = str(convert_gguf(folder, gguf_file))
     kwargs = {"revision": revision} if revision else {}
+    _refuse_pickles(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
+    # safetensors only: a pickle (pytorch_model.bin) can run code when loaded, so it is never handed to torch.load.
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, use_safetensors=True, **kwargs)
+    except OSError as e:
+        if "safetensors" not in str(e):
+            raise
+        raise CheckpointError(
+            f"The LM '{spec.get('id')}' has no safetensors weights ({str(e)[:200]}). mats loads safetensors only, "
+            "never pickles; convert the weights (save_pretrained(..., safe_serialization=True)) or pick another LM."
+        ) from e
     if tokenizer.pad_token is None:
         # Padding is only ever masked out; reusing EOS avoids resizing the embedding matrix.
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()
     return model, tokenizer
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def _refuse_pickles(folder: str) -> None:
+    """A local LM folder with pickled weights and no safetensors: say so before transformers looks at it."""
+    path = Path(folder)
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise CheckpointError(
+            f"{path} holds only pickled weights ({', '.join(pickles)}) and no *.safetensors. mats never loads "
+            "pickles (they can run code); convert them where you trust them: "
+            "AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)."
+        )
 
 
 def convert_gguf(folder: str, gguf_file: str) -> Path:
