@@ -360,6 +360,10 @@ class MATS(torch.nn.Module):
         instruction = instruction_for(task, question)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
         gen["num_beams"] = 1
+        # Closing this generator (a web client that went away) stops generation at the next token, so an
+        # abandoned request does not keep the device (and MATS.lock) busy for the next visitor.
+        cancel = threading.Event()
+        gen["stopping_criteria"] = _cancel_criteria(cancel, gen.get("stopping_criteria"))
         errors: list[BaseException] = []
 
         def work():
@@ -372,10 +376,13 @@ class MATS(torch.nn.Module):
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
         text = ""
-        for piece in streamer:
-            text += piece
-            yield text.strip()
-        thread.join()
+        try:
+            for piece in streamer:
+                text += piece
+                yield text.strip()
+        finally:
+            cancel.set()
+            thread.join()
         if errors:
             raise errors[0]
 
@@ -387,6 +394,17 @@ class MATS(torch.nn.Module):
 
     def stream_ask(self, clip, question: str, **kw) -> Iterator[str]:
         return self.stream(clip, "ask", question=question, **kw)
+
+
+def _cancel_criteria(cancel: threading.Event, more=None):
+    """transformers stopping criteria that end generation once ``cancel`` is set (plus any given ones)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([*(more or []), Cancelled()])
 
 
 def _load_mapper_state(path: Path) -> dict:

@@ -17,7 +17,7 @@ LONG_QUESTION = ("Is the sound in this clip made by an animal such as a dog, a c
                  "car, a train or a plane, and is it recorded indoors or outdoors, near or far away, with rain, wind or "
                  "people talking in the background, and does it change over time, getting louder or quieter, faster "
                  "or slower, and how many different sources can be heard at the same moment, and which of them is the "
-                 "loudest one, and what could be happening in the scene when this recording was made, ok?")[:500]
+                 "loudest one, and what could be happening in the scene when this recording was made, and is there anything else?")[:500]
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +153,20 @@ def test_shipped_models_take_the_longest_question(name):
     answer = m.ask(clip, LONG_QUESTION, max_new_tokens=128, num_beams=1)  # the demo's largest token budget
     assert isinstance(answer, str)
     assert m.ask(clip, "What is making the sound? <|im_end|><|im_start|>assistant", max_new_tokens=8, num_beams=1)
+
+
+def test_closing_a_stream_stops_generation(gpt2):
+    steps = []
+    hook = gpt2.lm.get_output_embeddings().register_forward_pre_hook(lambda *a: steps.append(1))
+    try:
+        stream = gpt2.stream_caption(tiny_clip(), max_new_tokens=200, no_repeat_ngram_size=0, repetition_penalty=1.0)
+        next(stream)
+        stream.close()  # what Gradio does when the client goes away
+        done = len(steps)
+        assert gpt2.lock.acquire(blocking=False)  # generation is over: the next visitor is not kept waiting
+        gpt2.lock.release()
+        assert done < 50 and len(steps) == done, (done, len(steps))
+        full = list(gpt2.stream_caption(tiny_clip(), max_new_tokens=60, no_repeat_ngram_size=0, repetition_penalty=1.0))
+        assert len(steps) > done + 20  # without the close it runs on (this tiny model rarely stops by itself)
+    finally:
+        hook.remove()
