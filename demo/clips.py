@@ -5,8 +5,10 @@ turn them into ``gr.Error``.
 """
 from __future__ import annotations
 
+import html
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,9 @@ from mats.errors import AudioError
 # than the library's hard limit are refused before decoding.
 DEMO_MAX_SECONDS = 60.0
 HARD_MAX_SECONDS = DEFAULT_MAX_SECONDS
+# Requests that may wait for the device. A Space's visitors arrive in bursts; past this many, a new request is
+# refused at once (the page says the queue is full; gradio_client raises QueueError) instead of waiting for minutes.
+QUEUE_SIZE = 64
 NO_CLIP = "No clip yet: record one with the microphone, upload a file, or click an example below the player."
 
 
@@ -46,6 +51,20 @@ def _precheck_length(path: Path, hard_max: float) -> None:
             f"and listens to the first {_duration(DEMO_MAX_SECONDS)}. Trim it first "
             f"(e.g. `ffmpeg -i {path.name} -t 60 short.wav`) and upload the excerpt."
         )
+
+
+def html_text(text: str) -> str:
+    """Text for a place that renders HTML: escaped once (quotes stay readable; they are harmless in text)."""
+    return html.escape(str(text), quote=False)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def markdown_literal(text: str) -> str:
+    """Text for a Markdown panel, shown as typed: a file named ``_x_ [y](javascript:…).flac`` is neither
+    emphasis nor a link."""
+    return html_text(_MARKDOWN_SPECIAL.sub(r"\\\1", str(text)))
 
 
 def _duration(seconds: float) -> str:
@@ -96,7 +115,7 @@ def prepare_clip(audio, target_sr: int, window_seconds: float, max_seconds: floa
     n_win = count_windows(clip.waveform.size, window)
     info.n_windows = n_win
     ch = "mono" if info.channels == 1 else f"{info.channels} channels"
-    facts = [f"**{info.duration_s:.2f} s**, {info.orig_sample_rate} Hz, {ch} ({info.source})"]
+    facts = [f"**{info.duration_s:.2f} s**, {info.orig_sample_rate} Hz, {ch} ({markdown_literal(info.source)})"]
     if info.downmixed:
         facts.append(f"downmixed {info.channels} channels to mono by averaging")
     facts.append(
