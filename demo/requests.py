@@ -61,6 +61,10 @@ def check_value(block, name: str, value) -> str | None:
     if isinstance(block, (gr.Textbox, gr.Dropdown, gr.Radio)):
         if value is not None and not isinstance(value, str):
             return f"'{name}' must be text, got {_shown(value)}."
+    if isinstance(block, (gr.Dropdown, gr.Radio)) and block.choices:
+        values = [c[1] if isinstance(c, (tuple, list)) else c for c in block.choices]
+        if value not in values:
+            return f"'{name}' must be one of {', '.join(map(repr, values))}; got {_shown(value)}."
     return None
 
 
