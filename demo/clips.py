@@ -5,23 +5,26 @@ turn them into ``gr.Error``.
 """
 from __future__ import annotations
 
+import html
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mats.audio import DEFAULT_MAX_SECONDS, Clip, load_clip
+from mats.audio import DEFAULT_MAX_SECONDS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Clip, check_signal, load_clip
 from mats.errors import AudioError
 
 # The demo answers about the first minute; longer clips are capped (and the page says so). Clips longer
 # than the library's hard limit are refused before decoding.
 DEMO_MAX_SECONDS = 60.0
 HARD_MAX_SECONDS = DEFAULT_MAX_SECONDS
+# Requests that may wait for the device. A Space's visitors arrive in bursts; past this many, a new request is
+# refused at once (the page says the queue is full; gradio_client raises QueueError) instead of waiting for minutes.
+QUEUE_SIZE = 64
 NO_CLIP = "No clip yet: record one with the microphone, upload a file, or click an example below the player."
-# Below -80 dBFS peak there is nothing for the encoder to hear: a muted or unplugged microphone.
-SILENCE_PEAK = 1e-4
 
 
 @dataclass
@@ -37,7 +40,9 @@ def _precheck_length(path: Path, hard_max: float) -> None:
         import soundfile as sf
 
         info = sf.info(str(path))
-        seconds = info.frames / info.samplerate if info.samplerate and info.frames > 0 else 0.0
+        if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+            return  # a header that says 1 Hz is a bad rate, not a 13-hour clip: load_clip says so
+        seconds = info.frames / info.samplerate if info.frames > 0 else 0.0
     except Exception:  # unreadable: load_clip produces the right message (corrupt / unsupported format)
         return
     if seconds > hard_max:
@@ -46,6 +51,20 @@ def _precheck_length(path: Path, hard_max: float) -> None:
             f"and listens to the first {_duration(DEMO_MAX_SECONDS)}. Trim it first "
             f"(e.g. `ffmpeg -i {path.name} -t 60 short.wav`) and upload the excerpt."
         )
+
+
+def html_text(text: str) -> str:
+    """Text for a place that renders HTML: escaped once (quotes stay readable; they are harmless in text)."""
+    return html.escape(str(text), quote=False)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def markdown_literal(text: str) -> str:
+    """Text for a Markdown panel, shown as typed: a file named ``_x_ [y](javascript:…).flac`` is neither
+    emphasis nor a link."""
+    return html_text(_MARKDOWN_SPECIAL.sub(r"\\\1", str(text)))
 
 
 def _duration(seconds: float) -> str:
@@ -83,16 +102,8 @@ def prepare_clip(audio, target_sr: int, window_seconds: float, max_seconds: floa
         # Users see the file name they uploaded, not the server's upload folder.
         raise AudioError(str(e).replace(str(Path(audio).parent) + os.sep, "")) from e
     info = clip.info
-    if info.silent:
-        raise AudioError(
-            "The clip is silent (every sample is zero). Check that the microphone is not muted, then record again."
-        )
-    peak = float(np.max(np.abs(clip.waveform))) if clip.waveform.size else 0.0
-    if peak < SILENCE_PEAK:
-        raise AudioError(
-            f"The clip is practically silent (peak {20 * math.log10(max(peak, 1e-12)):.0f} dBFS). "
-            "Move closer to the microphone or raise its input level, then record again."
-        )
+    check_signal(clip)  # the library's one rule for "nothing to hear"
+    peak = float(np.max(np.abs(clip.waveform)))
 
     cap = int(round(max_seconds * target_sr))
     capped = clip.waveform.size > cap
@@ -104,7 +115,7 @@ def prepare_clip(audio, target_sr: int, window_seconds: float, max_seconds: floa
     n_win = count_windows(clip.waveform.size, window)
     info.n_windows = n_win
     ch = "mono" if info.channels == 1 else f"{info.channels} channels"
-    facts = [f"**{info.duration_s:.2f} s**, {info.orig_sample_rate} Hz, {ch} ({info.source})"]
+    facts = [f"**{info.duration_s:.2f} s**, {info.orig_sample_rate} Hz, {ch} ({markdown_literal(info.source)})"]
     if info.downmixed:
         facts.append(f"downmixed {info.channels} channels to mono by averaging")
     facts.append(
@@ -119,7 +130,7 @@ def prepare_clip(audio, target_sr: int, window_seconds: float, max_seconds: floa
         facts.append(f"{n_win} window{'s' if n_win != 1 else ''} of {window_seconds:g} s, embeddings averaged")
     if info.nonfinite_replaced:
         facts.append(f"replaced {info.nonfinite_replaced} NaN/inf samples with 0")
-    facts.append(f"peak level {20 * math.log10(peak):.1f} dBFS")
+    facts.append(f"peak level {20 * math.log10(max(peak, 1e-12)):.1f} dBFS")
     return PreparedClip(clip=clip, facts=facts, peak=peak)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from typing import Iterator
 
 import gradio as gr
 
-from demo.clips import DEMO_MAX_SECONDS, NO_CLIP, PreparedClip, prepare_clip, spectrogram_image
+from demo.clips import (DEMO_MAX_SECONDS, NO_CLIP, PreparedClip, html_text, markdown_literal, prepare_clip,
+                        spectrogram_image)
 from demo.models import HOW_TO_GET_A_MODEL, ModelRegistry
 from mats.errors import AudioError, CheckpointError, MATSError
 
@@ -37,7 +39,7 @@ def _as_gr_error(exc: BaseException) -> gr.Error:
     """Library errors -> a titled message for the page; unexpected ones are logged with their traceback."""
     if isinstance(exc, gr.Error):
         return exc
-    msg = html.escape(str(exc))  # gr.Error renders HTML; file names and questions come from users
+    msg = html_text(str(exc))  # gr.Error renders HTML: file names and questions come from users
     if isinstance(exc, AudioError):
         return gr.Error(msg, title="Problem with the clip", print_exception=False)
     if isinstance(exc, CheckpointError):
@@ -78,10 +80,8 @@ class Settings:
     @classmethod
     def parse(cls, santa, num_beams, max_new_tokens, do_sample, temperature) -> "Settings":
         """Widget (or API) values -> checked settings; API callers can send anything, so check it all."""
-        try:
-            s = cls(float(santa), int(num_beams), int(max_new_tokens), bool(do_sample), float(temperature))
-        except (TypeError, ValueError) as e:
-            raise MATSError(f"Generation settings must be numbers ({e}).") from e
+        s = cls(_number("Santa strength", santa), _whole("Beam size", num_beams),
+                _whole("Max new tokens", max_new_tokens), _flag("Sampling", do_sample), _number("Temperature", temperature))
         if not 0.0 <= s.santa <= 1.0:
             raise MATSError(f"Santa strength must be between 0 and 1, got {s.santa}.")
         if not 1 <= s.num_beams <= 8:
@@ -105,9 +105,39 @@ class Settings:
         return f"λ={self.santa:.2f} · {mode}"
 
 
+def _number(name: str, value) -> float:
+    """A real number (a numeric string like "0.3" too, as a text field would send); never a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise MATSError(f"{name} must be a number, got {value!r}.")
+    try:
+        return float(value)
+    except ValueError:
+        raise MATSError(f"{name} must be a number, got {value!r}.") from None
+
+
+def _whole(name: str, value) -> int:
+    """A whole number: 2.7 beams is refused rather than silently run as 2."""
+    number = _number(name, value)
+    if not math.isfinite(number) or number != int(number):
+        raise MATSError(f"{name} must be a whole number, got {value!r}.")
+    return int(number)
+
+
+def _flag(name: str, value) -> bool:
+    """True or False only: bool("no") is True, so strings are refused instead of guessed."""
+    if not isinstance(value, bool):
+        raise MATSError(f"{name} must be true or false, got {value!r}.")
+    return value
+
+
 def parse_labels(text: str | None) -> list[str]:
     """'dog, rain; siren' (commas, semicolons or new lines) -> unique labels, in order."""
+    if text is not None and not isinstance(text, str):
+        raise MATSError(f"Labels must be text like 'dog, rain, siren', got {text!r}.")
     labels = [p.strip() for p in re.split(r"[,;\n]", text or "") if p.strip()]
+    if not labels and (text or "").strip():
+        raise MATSError(f"No labels were read from {text.strip()[:40]!r}: type words separated by commas, "
+                        "like 'dog, rain, siren', or leave the box empty for MATS tags only.")
     labels = list(dict.fromkeys(labels))
     if len(labels) > MAX_LABELS:
         raise MATSError(f"{len(labels)} labels is too many for one request; keep it to {MAX_LABELS}.")
@@ -119,6 +149,8 @@ def parse_tags(text: str) -> list[str]:
 
 
 def check_question(question: str | None) -> str:
+    if question is not None and not isinstance(question, str):
+        raise MATSError(f"The question must be text, got {question!r}.")
     q = (question or "").strip()
     if not q:
         raise MATSError("The question is empty. Type one, for example 'What is making the sound?', then press Ask.")
@@ -139,7 +171,7 @@ class Timing:
         first = f"first token {self.first - self.start:.2f} s · " if self.first is not None else ""
         total = f"full answer {self.end - self.start:.2f} s" if self.end is not None else "generating…"
         load = f" · model loaded in {self.load_s:.1f} s" if self.load_s else ""
-        return f"**{html.escape(label)}** on `{device}` · {first}{total} · {settings.describe()}{load}"
+        return f"**{markdown_literal(label)}** on `{device}` · {first}{total} · {settings.describe()}{load}"
 
 
 # ---------------------------------------------------------------------------------------------- handlers
@@ -179,7 +211,7 @@ class Handlers:
         """
         label = self.registry.label(source)
         if not self.registry.is_loaded(source):
-            yield "", f"Loading **{html.escape(label)}** (first use)…"
+            yield "", f"Loading **{markdown_literal(label)}** (first use)…"
         model, timing.load_s = self._load(source)
         prepared = self._prepare(audio, model)
         embedding = model.embed_clips([prepared.clip])
@@ -209,12 +241,12 @@ class Handlers:
             sr, window = int(enc.sample_rate), float(enc.window_seconds)
         except Exception as e:  # the clip can still be described; the task buttons will report the model problem
             if self.registry.usable:  # with no model at all, the banner at the top already explains
-                note = f"\n\n⚠️ model not available: {html.escape(str(e))}"
+                note = f"\n\n⚠️ model not available: {markdown_literal(str(e))}"
         try:
             prepared = prepare_clip(audio, sr, window, max_seconds=self.max_seconds)
         except AudioError as e:
-            gr.Warning(html.escape(str(e)), title="Problem with the clip")
-            return f"⚠️ {html.escape(str(e))}", None
+            gr.Warning(html_text(str(e)), title="Problem with the clip")
+            return f"⚠️ {markdown_literal(str(e))}", None
         except Exception as e:
             log.exception("could not describe a clip")
             gr.Warning(f"Could not read this clip ({type(e).__name__}). Try another file.")
@@ -283,8 +315,8 @@ class Handlers:
                 raise  # the same clip fails for both models: one clear error
             except Exception as e:
                 err = _as_gr_error(e)
-                gr.Warning(f"{self.registry.label(source)}: {err.message}", title=err.title)
-                texts[i], statuses[i] = "", f"⚠️ **{html.escape(self.registry.label(source))}**: {err.message}"
+                gr.Warning(f"{html_text(self.registry.label(source))}: {err.message}", title=err.title)
+                texts[i], statuses[i] = "", f"⚠️ **{markdown_literal(self.registry.label(source))}**: {markdown_literal(html.unescape(err.message))}"
                 yield texts[0], texts[1], statuses[0], statuses[1]
 
 
@@ -295,5 +327,5 @@ def no_model_markdown(registry: ModelRegistry) -> str:
     """The banner shown instead of answers when no checkpoint can be used."""
     lines = ["### No usable model yet", HOW_TO_GET_A_MODEL]
     for c in registry.problems:
-        lines.append(f"- `{html.escape(c.source)}`: {html.escape(c.problem or '')}")
+        lines.append(f"- {markdown_literal(c.source)}: {markdown_literal(c.problem or '')}")
     return "\n\n".join(lines)

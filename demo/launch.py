@@ -5,7 +5,7 @@ import argparse
 import logging
 import os
 
-from demo.clips import DEMO_MAX_SECONDS
+from demo.clips import DEMO_MAX_SECONDS, QUEUE_SIZE
 from demo.models import DEFAULT_CHECKPOINTS, ModelRegistry
 
 
@@ -23,7 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="port (default: $GRADIO_SERVER_PORT or the first free one from 7860)")
     p.add_argument("--max-seconds", type=float, default=DEMO_MAX_SECONDS,
                    help="use at most this many seconds of each clip (default %(default)s)")
-    p.add_argument("--queue-size", type=int, default=16, help="requests that may wait in the queue")
+    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE,
+                   help="requests that may wait in the queue; more are refused at once (default %(default)s)")
     p.add_argument("--concurrency", type=int, default=1, help="generations running at once on the device")
     p.add_argument("--preload", action="store_true",
                    help="load the models at start instead of on first use (always on for ZeroGPU Spaces)")

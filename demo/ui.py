@@ -9,9 +9,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from demo.clips import DEMO_MAX_SECONDS
+from demo.clips import DEMO_MAX_SECONDS, QUEUE_SIZE
 from demo.handlers import SANTA_INFO, Handlers, no_model_markdown
 from demo.models import PAPER_URL, ModelRegistry
+from demo.requests import MATSBlocks
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 # Example clips shipped with the demo (CC0, see assets/examples/ATTRIBUTION.md) and their captions in the page.
@@ -86,7 +87,7 @@ def _gpu(fn):
     return spaces.GPU(duration=120)(fn)
 
 
-def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, queue_size: int = 16,
+def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, queue_size: int = QUEUE_SIZE,
                concurrency: int = 1) -> gr.Blocks:
     """The whole page. ``concurrency``: generations that may run at once on the device (all models share it)."""
     h = Handlers(registry, max_seconds=max_seconds)
@@ -99,7 +100,7 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
     device_group = {"concurrency_id": f"mats-{registry.device_name}", "concurrency_limit": concurrency}
     facts_group = {"concurrency_id": "clip-facts", "concurrency_limit": 4}  # light CPU work, separate from generation
 
-    with gr.Blocks(title="MATS: audio captioning with a text-trained LM") as demo:
+    with MATSBlocks(title="MATS: audio captioning with a text-trained LM") as demo:
         gr.Markdown(INTRO)
         if not choices:
             gr.Markdown(no_model_markdown(registry), elem_id="no-model")

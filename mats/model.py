@@ -8,6 +8,7 @@ tokens are embedded with the LM's own embedding table so LoRA and the chat templ
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mats.audio import load_clip
+from mats.audio import check_signal, load_clip
 from mats.config import MATSConfig
 from mats.encoders import load_encoder
 from mats.errors import CheckpointError, MATSError
@@ -100,7 +102,7 @@ class MATS(torch.nn.Module):
             lm = attach_lora(lm, config.lora, adapter_dir=adapter, trainable=False)
         santa = SantaBank.load(folder) if (folder / "santa.json").exists() or (folder / "santa.safetensors").exists() else None
         model = cls(config, encoder, lm, tok, santa=santa)
-        state = load_file(str(folder / "mapper.safetensors"))
+        state = _load_mapper_state(folder / "mapper.safetensors")
         try:
             model.mapper.load_state_dict({k: v.float() for k, v in state.items()})
         except RuntimeError as e:
@@ -157,7 +159,27 @@ class MATS(torch.nn.Module):
         return self.lm.get_input_embeddings()(t)
 
     def _tokens(self, text: str) -> list[int]:
+        """Template text: its special tokens (``<|im_start|>``...) are real special tokens."""
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _plain_tokens(self, text: str) -> list[int]:
+        """User text (questions, captions): a typed ``<|im_end|>`` stays plain characters, never a control token."""
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    def _prompt_tokens(self, instruction: str) -> tuple[list[int], list[int]]:
+        """Token ids before and after the audio prefix for one instruction."""
+        before, between, after = self.prompt.render_around(self.tokenizer)
+        return self._tokens(before), self._tokens(between) + self._plain_tokens(instruction) + self._tokens(after)
+
+    @property
+    def context_length(self) -> int | None:
+        """How many positions the LM can read (GPT-2: n_positions; others: max_position_embeddings)."""
+        cfg = self.lm.config
+        for name in ("n_positions", "max_position_embeddings"):
+            value = getattr(cfg, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
 
     def prefix(self, embedding: torch.Tensor) -> torch.Tensor:
         """[B, D] embedding -> [B, P, H] soft tokens in the LM's dtype."""
@@ -168,8 +190,7 @@ class MATS(torch.nn.Module):
         """Build inputs_embeds/attention_mask(/labels) for a batch; loss only on answer tokens."""
         rows, labels = [], []
         for i, instruction in enumerate(instructions):
-            before, after = self.prompt.render(self.tokenizer, instruction)
-            ids_b, ids_a = self._tokens(before), self._tokens(after)
+            ids_b, ids_a = self._prompt_tokens(instruction)
             ids_ans = (self._tokens(self.prompt.answer(self.tokenizer, answers[i], self.config.answer_end_token))
                        if answers is not None else [])
             ids_ans = ids_ans[: self.config.max_answer_tokens]  # bounded sequence length and memory
@@ -209,7 +230,8 @@ class MATS(torch.nn.Module):
 
     # ------------------------------------------------------------------ inference
     def embed_clips(self, clips: Sequence, sr: int | None = None) -> torch.Tensor:
-        waves = [load_clip(c, sr=sr, target_sr=self.encoder.sample_rate).waveform for c in clips]
+        # A clip with nothing to hear is refused: the model would invent a confident caption for it.
+        waves = [check_signal(load_clip(c, sr=sr, target_sr=self.encoder.sample_rate)).waveform for c in clips]
         return self.encoder.embed_clips(waves).to(self.device)
 
     def condition(self, audio_embeddings: torch.Tensor, santa: float | None = None) -> torch.Tensor:
@@ -232,6 +254,7 @@ class MATS(torch.nn.Module):
             kw["num_beams"] = 1 if "num_beams" not in overrides else kw["num_beams"]
         if kw.get("no_repeat_ngram_size") == 0:
             kw.pop("no_repeat_ngram_size")
+        _check_generation(kw)
         return kw
 
     def stop_token_ids(self) -> list[int]:
@@ -242,21 +265,41 @@ class MATS(torch.nn.Module):
     @torch.inference_mode()
     def generate_from_embeddings(self, z: torch.Tensor, instructions: Sequence[str], streamer=None,
                                  **gen) -> list[str]:
+        kw = self._gen_kwargs(**gen)
         batch = self.assemble(self.prefix(z), instructions, pad_left=True)
+        kw["max_new_tokens"] = self._room_for_answer(batch.inputs_embeds.shape[1], kw["max_new_tokens"])
         eos = self.stop_token_ids() or None
         with self.lock:
             out = self.lm.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
                                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos, streamer=streamer,
-                                   **self._gen_kwargs(**gen))
+                                   **kw)
         # With inputs_embeds only, generate returns just the new tokens.
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def _room_for_answer(self, prompt_tokens: int, max_new_tokens: int) -> int:
+        """New tokens that still fit the LM's positions after the prompt (GPT-2 crashes past n_positions)."""
+        context = self.context_length
+        if context is None:
+            return max_new_tokens
+        room = context - prompt_tokens
+        if room < 1:
+            prefix = self.config.mapper.prefix_length
+            raise MATSError(
+                f"The prompt is {prompt_tokens} tokens (instructions, question and {prefix} audio tokens), but this "
+                f"model's LM reads at most {context} tokens in all. Ask a shorter question."
+            )
+        return min(max_new_tokens, room)
 
     def run(self, clips, task: str, question: str | Sequence[str] | None = None, santa: float | None = None,
             sr: int | None = None, audio_embeddings: torch.Tensor | None = None, **gen) -> list[str]:
         """One answer per clip. ``audio_embeddings`` ([N, D] from ``embed_clips``) stands in for ``clips`` when the
         clips were embedded already."""
+        if audio_embeddings is None and (clips is None or len(clips) == 0):
+            raise MATSError("No clips given: pass a clip, or a non-empty list of clips.")
         audio = audio_embeddings if audio_embeddings is not None else self.embed_clips(list(clips), sr=sr)
         questions = question if isinstance(question, (list, tuple)) else [question] * len(audio)
+        if len(questions) != len(audio):
+            raise MATSError(f"{len(questions)} questions for {len(audio)} clips: give one question, or one per clip.")
         instructions = [instruction_for(task, q) for q in questions]
         return self.generate_from_embeddings(self.condition(audio, santa), instructions, **gen)
 
@@ -275,8 +318,12 @@ class MATS(torch.nn.Module):
                  sr: int | None = None, template: str = "the sound of {label}", **gen) -> dict:
         """MATS sound tags; with ``labels``, CLAP-style zero-shot scores for them too.
 
+        ``labels``: a list, or one comma-separated string ("dog, rain, siren").
         Returns ``{"text": raw generated text, "tags": [tag, ...], "scores": {label: prob} | None}``.
         """
+        if isinstance(labels, str):  # iterating a string would score the labels 'd', 'o', 'g'
+            labels = labels.split(",")
+        _check_template(template)
         audio = self.embed_clips([clip], sr=sr)
         text = self.generate_from_embeddings(self.condition(audio, santa), [instruction_for("classify")], **gen)[0]
         tags = [t.strip() for t in text.replace(";", ",").split(",") if t.strip()]
@@ -286,7 +333,10 @@ class MATS(torch.nn.Module):
     @torch.inference_mode()
     def zero_shot(self, audio_embeddings: torch.Tensor, labels: Sequence[str],
                   template: str = "the sound of {label}") -> list[dict[str, float]]:
-        labels = [l.strip() for l in labels if l and l.strip()]
+        if isinstance(labels, str):
+            labels = labels.split(",")
+        _check_template(template)
+        labels = [str(l).strip() for l in labels if l is not None and str(l).strip()]
         if not labels:
             raise MATSError("no labels given: type a comma-separated list such as 'dog, rain, siren'")
         text = self.encoder.embed_text([template.format(label=l.replace("_", " ")) for l in labels]).to(audio_embeddings.device)
@@ -310,6 +360,10 @@ class MATS(torch.nn.Module):
         instruction = instruction_for(task, question)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
         gen["num_beams"] = 1
+        # Closing this generator (a web client that went away) stops generation at the next token, so an
+        # abandoned request does not keep the device (and MATS.lock) busy for the next visitor.
+        cancel = threading.Event()
+        gen["stopping_criteria"] = _cancel_criteria(cancel, gen.get("stopping_criteria"))
         errors: list[BaseException] = []
 
         def work():
@@ -322,10 +376,13 @@ class MATS(torch.nn.Module):
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
         text = ""
-        for piece in streamer:
-            text += piece
-            yield text.strip()
-        thread.join()
+        try:
+            for piece in streamer:
+                text += piece
+                yield text.strip()
+        finally:
+            cancel.set()
+            thread.join()
         if errors:
             raise errors[0]
 
@@ -337,6 +394,62 @@ class MATS(torch.nn.Module):
 
     def stream_ask(self, clip, question: str, **kw) -> Iterator[str]:
         return self.stream(clip, "ask", question=question, **kw)
+
+
+def _cancel_criteria(cancel: threading.Event, more=None):
+    """transformers stopping criteria that end generation once ``cancel`` is set (plus any given ones)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([*(more or []), Cancelled()])
+
+
+def _load_mapper_state(path: Path) -> dict:
+    """mapper.safetensors as tensors; a damaged file is a CheckpointError that names it."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError) as e:
+        raise CheckpointError(
+            f"{path} is damaged ({str(e)[:200]}): it is not a readable safetensors file. Download or copy the "
+            "checkpoint again, or re-save it with save_pretrained."
+        ) from e
+
+
+def _check_template(template) -> None:
+    if not isinstance(template, str) or "{label}" not in template:
+        raise MATSError(f"The label template must be text containing {{label}}, like 'the sound of {{label}}'; "
+                        f"got {template!r}.")
+    try:
+        template.format(label="x")
+    except (KeyError, IndexError, ValueError) as e:
+        raise MATSError(f"The label template {template!r} may hold only {{label}} in braces ({e!r}).") from e
+
+
+def _check_generation(kw: dict) -> None:
+    """Generation settings in plain words, before transformers turns them into ZeroDivisionError and friends."""
+    def whole(name, low):
+        v = kw.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise MATSError(f"{name} must be a whole number of at least {low}, got {v!r}.")
+
+    whole("max_new_tokens", 1)
+    whole("num_beams", 1)
+    whole("no_repeat_ngram_size", 0)
+    if not isinstance(kw.get("do_sample", False), bool):
+        raise MATSError(f"do_sample must be True or False, got {kw['do_sample']!r}.")
+    for name, low, high in (("temperature", 0.0, None), ("top_p", 0.0, 1.0), ("repetition_penalty", 0.0, None)):
+        v = kw.get(name)
+        if v is None or (name != "repetition_penalty" and not kw.get("do_sample")):
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > low
+        if not ok or (high is not None and v > high):
+            bound = f"above {low:g}" + (f" and at most {high:g}" if high is not None else "")
+            hint = " (for deterministic answers turn sampling off instead)" if name == "temperature" else ""
+            raise MATSError(f"{name} must be a number {bound} when sampling, got {v!r}{hint}.".replace(
+                " when sampling", "" if name == "repetition_penalty" else " when sampling"))
 
 
 def _is_batch(clip) -> bool:

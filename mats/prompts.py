@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 AUDIO_PLACEHOLDER = "<|audio|>"
+# Where the instruction goes, so it can be tokenised on its own with special tokens read as plain text.
+INSTRUCTION_SLOT = "<|instruction|>"
 
 from mats.data import CAPTION_PROMPTS, CLASSIFY_PROMPTS, MUSIC_CAPTION_PROMPTS
 
@@ -60,6 +62,18 @@ class PromptFormat:
             raise ValueError("the chat template dropped or repeated the audio placeholder")
         before, after = text.split(AUDIO_PLACEHOLDER)
         return before, after
+
+    def render_around(self, tokenizer) -> tuple[str, str, str]:
+        """(before, between, after): the prompt is ``before [audio] between INSTRUCTION after``.
+
+        The instruction is left out so a caller can tokenise it as untrusted text: a visitor who types
+        ``<|im_end|>`` must not close the user turn and write the assistant's.
+        """
+        before, rest = self.render(tokenizer, INSTRUCTION_SLOT)
+        if rest.count(INSTRUCTION_SLOT) != 1:
+            raise ValueError("the chat template dropped or repeated the instruction")
+        between, after = rest.split(INSTRUCTION_SLOT)
+        return before, between, after
 
     def answer(self, tokenizer, answer: str, end_token: str | None = None) -> str:
         """Target text: what the LM must produce after ``after``, ending in ``end_token`` (default: the

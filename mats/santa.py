@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mats.errors import CheckpointError
@@ -172,6 +173,6 @@ class SantaBank:
             meta = json.loads(jpath.read_text())
             bank = cls(tensors["embeddings"].float(), meta["texts"], tensors["centroids"].float(),
                        tensors["labels"].long(), top_k=meta["top_k"], tau=meta["tau"], strength=meta["strength"])
-        except (KeyError, ValueError, json.JSONDecodeError) as e:
+        except (KeyError, ValueError, TypeError, OSError, SafetensorError, json.JSONDecodeError) as e:
             raise CheckpointError(f"Santa bank in {directory} is damaged ({e}); rebuild it with `mats bank build`.") from e
         return bank

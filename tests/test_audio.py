@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import glob
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -255,6 +257,33 @@ def test_silent_clip_is_valid():
     clip = load_clip(np.zeros(16000, np.int16), sr=16000)
     assert len(clip.waveform) == 48000 and not np.any(clip.waveform)
     assert clip.info.silent and "silent" in " ".join(clip.info.describe())
+
+
+@pytest.mark.parametrize("wave, sr, msg", [
+    (np.zeros(16000, np.int16), 16000, "silent .every sample is zero"),
+    (np.full(16000, 1e-6, np.float32), 16000, "practically silent .peak -120 dBFS"),
+    (np.full(16000, 0.5, np.float32), 16000, "constant DC offset"),
+    (np.full((16000, 2), -0.25, np.float32), 16000, "constant DC offset"),
+    (np.array([0.5], np.float32), 16000, "only 1 sample .0.1 ms"),
+    (np.array([0.5, -0.5] * 100, np.float32), 16000, "only 200 samples .12.5 ms"),
+])
+def test_nothing_to_hear_is_flagged_and_refused(wave, sr, msg):
+    from mats.audio import check_signal
+
+    clip = load_clip(wave, sr=sr)  # still decodes: evaluation and the clip panel describe it
+    assert re.search(msg, clip.info.no_signal)
+    with pytest.raises(AudioError, match=msg):
+        check_signal(clip)
+    with pytest.raises(AudioError, match=msg):
+        check_signal(load_clip(clip, target_sr=16000))  # the flag survives re-resampling
+
+
+def test_quiet_but_real_signal_passes():
+    from mats.audio import check_signal
+
+    t = np.arange(16000) / 16000
+    hum = (0.3 + 1e-3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # a DC offset under a faint tone
+    assert check_signal(load_clip(hum, sr=16000)).info.no_signal is None
 
 
 def test_some_nan_replaced_with_zero():

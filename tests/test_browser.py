@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,12 +19,31 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOG = str(ROOT / "assets" / "examples" / "dog.flac")
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium; MATS_CHROMIUM names another build.
+CHROMIUM = os.environ.get("MATS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
 pytestmark = pytest.mark.slow
-playwright = pytest.importorskip("playwright.sync_api")
+# CI sets MATS_REQUIRE_BROWSER=1 (after installing chromium), so there a missing browser fails instead of skipping.
+REQUIRED = os.environ.get("MATS_REQUIRE_BROWSER", "").strip().lower() in ("1", "true", "yes")
+HOW_TO_GET_IT = "apt-get install -y chromium && pip install playwright (never `playwright install`)"
+
+
+def _need(ok: bool, what: str) -> None:
+    """Skip with a visible reason on a machine without the browser; fail where the browser is required."""
+    if ok:
+        return
+    message = f"{what}: browser tests need it ({HOW_TO_GET_IT})"
+    if REQUIRED:
+        pytest.fail(message + "; MATS_REQUIRE_BROWSER=1 says they must run", pytrace=False)
+    pytest.skip(message)
+
+
+def _has_playwright() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("playwright") is not None
 
 # Click a button and time, in the page itself, the first non-empty answer and the final status line.
 TIMED_CLICK = """
@@ -57,10 +77,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session")  # session: set up before the session-wide tiny checkpoints
+def chromium():
+    """Checked before anything is built, so a machine without a browser skips (or fails) at once."""
+    _need(_has_playwright(), "the playwright package is not installed")
+    _need(Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing")
+    return CHROMIUM
+
+
 @pytest.fixture(scope="module")
-def app_url(tiny_ckpt_gpt2, tiny_ckpt_llama, tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (.ci/run does)")
+def app_url(chromium, tiny_ckpt_gpt2, tiny_ckpt_llama, tmp_path_factory):
     port = _free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}

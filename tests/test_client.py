@@ -85,3 +85,134 @@ def test_errors_reach_the_caller_and_the_server_keeps_serving(served):
         client.predict(None, gpt2, *SETTINGS, api_name="/caption")
     caption, _ = client.predict(gradio_client.handle_file(DOG), gpt2, *SETTINGS, api_name="/caption")
     assert caption
+
+
+# ---------------------------------------------------------------------------------------------- junk in, clear words out
+def _wav(tmp, name, data, sr=16000, subtype=None):
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp / name
+    sf.write(str(path), np.asarray(data), sr, subtype=subtype)
+    return path
+
+
+def _bad_inputs(tmp):
+    """(id, endpoint, args builder, words the message must hold). ``M`` stands for a usable model."""
+    import numpy as np
+
+    tone = (0.3 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    up = gradio_client.handle_file
+    silent = _wav(tmp, "silent.wav", np.zeros(16000, np.float32))
+    one = _wav(tmp, "one.wav", np.array([0.5], np.float32))
+    dc = _wav(tmp, "dc.wav", np.full(16000, 0.4, np.float32))
+    nan = _wav(tmp, "nan.wav", np.full(1600, np.nan, np.float32), subtype="FLOAT")
+    slow = _wav(tmp, "slow.wav", tone[:100], sr=1)
+    corrupt = tmp / "rock & roll's <i>.wav"
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt this is text, not audio")
+    midi = tmp / "tune.mid"
+    midi.write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60" + bytes(40))
+    empty = tmp / "empty.wav"
+    empty.write_bytes(b"")
+    good = up(DOG)
+    s = list(SETTINGS)  # santa, beams, max_new_tokens, sample, temperature
+
+    def cap(clip=good, santa=s[0], beams=s[1], tokens=s[2], sample=s[3], temp=s[4], model="M"):
+        return "/caption", [clip, model, santa, beams, tokens, sample, temp]
+
+    return [
+        ("santa-text", *cap(santa="abc"), "'santa' must be a number between 0 and 1, got 'abc'"),
+        ("santa-nan-text", *cap(santa="nan"), "'santa' must be a number between 0 and 1, got 'nan'"),
+        ("santa-high", *cap(santa=2), "'santa' must be between 0 and 1, got 2"),
+        ("santa-negative", *cap(santa=-0.5), "'santa' must be between 0 and 1, got -0.5"),
+        ("santa-list", *cap(santa=[0.3]), "'santa' must be a number"),
+        ("tokens-text", *cap(tokens="30"), "'max_new_tokens' must be a number between 4 and 128, got '30'"),
+        ("tokens-huge", *cap(tokens=10**9), "'max_new_tokens' must be between 4 and 128"),
+        ("beams-zero", *cap(beams=0), "'beams' must be between 1 and 8, got 0"),
+        ("beams-fraction", *cap(beams=2.7), "Beam size must be a whole number, got 2.7"),
+        ("sample-text", *cap(sample="no"), "'sample' must be true or false, got 'no'"),
+        ("sample-number", *cap(sample=1), "'sample' must be true or false, got 1"),
+        ("temperature-text", *cap(temp="hot"), "'temperature' must be a number"),
+        ("temperature-huge", *cap(temp=1e308, sample=True), "'temperature' must be between 0.1 and 2"),
+        ("clip-server-path", *cap(clip="/etc/passwd"), "must be an uploaded audio file"),
+        ("clip-filedata-path", *cap(clip={"path": "/etc/passwd"}), "must be an uploaded audio file"),
+        # With FileData meta, gradio_client uploads the caller's own file: it is read as an upload, and refused clearly.
+        ("clip-client-uploads-its-file", *cap(clip={"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}),
+         "Could not read hostname"),
+        ("clip-dotdot", *cap(clip={"path": "../../../../etc/passwd"}), "must be an uploaded audio file"),
+        ("clip-file-url", *cap(clip="file:///etc/passwd"), "must be an uploaded audio file"),
+        ("clip-local-url", *cap(clip={"path": "http://127.0.0.1:9/x.wav", "url": "http://127.0.0.1:9/x.wav",
+                                      "meta": {"_type": "gradio.FileData"}}), "must be an uploaded audio file"),
+        ("clip-number", *cap(clip=5), "must be an uploaded audio file"),
+        ("clip-list", *cap(clip=[1, 2, 3]), "must be an uploaded audio file"),
+        ("clip-none", *cap(clip=None), "No clip yet"),
+        ("clip-silent", *cap(clip=up(str(silent))), "silent (every sample is zero)"),
+        ("clip-one-sample", *cap(clip=up(str(one))), "only 1 sample"),
+        ("clip-dc", *cap(clip=up(str(dc))), "constant DC offset"),
+        ("clip-nan", *cap(clip=up(str(nan))), "NaN or infinite"),
+        ("clip-1-hz-header", *cap(clip=up(str(slow))), "outside the supported range"),
+        ("clip-corrupt-hostile-name", *cap(clip=up(str(corrupt))), "Could not read rock &amp; roll's"),
+        ("clip-midi", *cap(clip=up(str(midi))), "Unsupported audio format '.mid'"),
+        ("clip-empty", *cap(clip=up(str(empty))), "empty"),
+        ("model-unknown", *cap(model="someone/else"), "'model' must be one of"),
+        ("model-none", *cap(model=""), "'model' must be one of"),
+        ("model-number", *cap(model=7), "'model' must be text, got 7"),
+        ("ask-empty", "/ask", [good, "   ", "M", *s], "The question is empty"),
+        ("ask-too-long", "/ask", [good, "why " * 150, "M", *s], "keep it under 500"),
+        ("ask-beyond-context", "/ask", [good, "🦆" * 499, "M", *s], "Ask a shorter question"),
+        ("ask-number", "/ask", [good, 42, "M", *s], "'question' must be text, got 42"),
+        ("labels-only-commas", "/classify", [good, " , ,, ", "M", *s], "No labels were read"),
+        ("labels-too-many", "/classify", [good, ",".join(f"l{i}" for i in range(40)), "M", *s], "too many"),
+        ("compare-task", "/compare", [good, "Dance", "", "M", "M", *s], "'task' must be one of 'Caption', 'Classify', 'Ask'; got 'Dance'"),
+    ]
+
+
+def test_bad_inputs_get_titled_single_escaped_messages_and_the_server_keeps_serving(served, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    client, (gpt2, _) = served
+    rows = _bad_inputs(tmp_path)
+    assert len(rows) >= 30
+    failures = []
+    for name, endpoint, args, words in rows:
+        args = [gpt2 if a == "M" else a for a in args]
+        try:
+            client.predict(*args, api_name=endpoint)
+            failures.append(f"{name}: no error")
+            continue
+        except AppError as e:
+            message, title = e.message or "", getattr(e, "title", "")
+        except Exception as e:  # anything else is the opaque kind of failure this test exists to catch
+            failures.append(f"{name}: {type(e).__name__}: {e}")
+            continue
+        if words not in message:
+            failures.append(f"{name}: {message!r} lacks {words!r}")
+        if not title or title == "Error":
+            failures.append(f"{name}: untitled ({title!r})")
+        if any(bad in message for bad in ("&#x27;", "&amp;amp;", "&amp;lt;", "&amp;#", "Traceback", "upstream")):
+            failures.append(f"{name}: escaped twice or opaque: {message!r}")
+    too_few = _raw_call(client.src, "caption", [None, gpt2])  # gradio_client itself fills in missing values
+    if "This endpoint takes 7 values (audio, model, santa, beams, max_new_tokens, sample, temperature), got 2" \
+            not in too_few or "Invalid request" not in too_few:
+        failures.append(f"too-few-values: {too_few[-500:]}")
+    server_file = _raw_call(client.src, "caption", [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
+                                                    gpt2, *SETTINGS])  # a server path sent as if uploaded
+    if "must be an uploaded audio file" not in server_file or "root:" in server_file:
+        failures.append(f"server-file: {server_file[-500:]}")
+    caption, _ = client.predict(gradio_client.handle_file(DOG), gpt2, *SETTINGS, api_name="/caption")
+    assert caption  # still serving
+    assert not failures, "\n".join(failures)
+
+
+def _raw_call(url: str, endpoint: str, data: list) -> str:
+    """The server's whole answer to a bare HTTP call (what any client, not only gradio_client, may send)."""
+    import json
+    import urllib.request
+
+    base = url.rstrip("/") + "/gradio_api/call/" + endpoint
+    req = urllib.request.Request(base, data=json.dumps({"data": data}).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        event = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{base}/{event}", timeout=60) as r:
+        return r.read().decode()

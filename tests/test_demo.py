@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:  # `demo/` is not an installed package; plain `pyt
     sys.path.insert(0, str(ROOT))
 gr = pytest.importorskip("gradio")
 
-from demo.clips import count_windows, prepare_clip, spectrogram_image  # noqa: E402
+from demo.clips import count_windows, markdown_literal, prepare_clip, spectrogram_image  # noqa: E402
 from demo.handlers import EMPTY_ANSWER, Handlers, Settings, parse_labels  # noqa: E402
 from demo.models import ModelRegistry, inspect_source  # noqa: E402
 from mats.audio import windows  # noqa: E402
@@ -218,7 +218,18 @@ def test_settings_and_labels_are_checked():
         with pytest.raises(Exception, match="must be between"):
             Settings.parse(*bad)
     assert parse_labels(" dog, rain;siren\n dog ,") == ["dog", "rain", "siren"]
-    assert parse_labels("") == []
+    assert parse_labels("") == [] and parse_labels(None) == [] and parse_labels("  ") == []
+    with pytest.raises(Exception, match="No labels were read from ', ,;'"):
+        parse_labels(" , ,; ")
+    for bad, words in [(("abc", 1, 8, False, 1), "Santa strength must be a number, got 'abc'"),
+                       ((0.3, 2.7, 8, False, 1), "Beam size must be a whole number, got 2.7"),
+                       ((0.3, 1, "lots", False, 1), "Max new tokens must be a number"),
+                       ((0.3, 1, 8, "no", 1), "Sampling must be true or false, got 'no'"),
+                       ((0.3, True, 8, False, 1), "Beam size must be a number, got True"),
+                       ((float("nan"), 1, 8, False, 1), "Santa strength must be between 0 and 1")]:
+        with pytest.raises(Exception, match=words):
+            Settings.parse(*bad)
+    assert Settings.parse("0.3", "2", 8, True, 1).num_beams == 2  # numeric text, as a text field sends it
 
 
 def test_caption_streams_the_greedy_answer(registry, handlers):
@@ -226,7 +237,7 @@ def test_caption_streams_the_greedy_answer(registry, handlers):
     outs = last(handlers.caption(DOG, src, *settings()))
     texts = [t for t, _ in outs]
     final, status = outs[-1]
-    assert final and "full answer" in status and "first token" in status and registry.label(src) in status
+    assert final and "full answer" in status and "first token" in status and markdown_literal(registry.label(src)) in status
     assert len(set(texts)) >= 2  # it grew in steps: streamed, not delivered in one piece
     model = registry.get(src)
     expected = model.caption(DOG, santa=0.3, num_beams=1, max_new_tokens=8) or EMPTY_ANSWER
@@ -331,7 +342,17 @@ def test_clip_facts_never_raise(registry, handlers, tmp_path):
     broken.write_bytes(b"fLaC" + bytes(50))
     with pytest.warns(UserWarning, match="corrupt"):  # gr.Warning (a toast in the page) outside a request
         md, img = handlers.clip_facts(str(broken), src)
-    assert md.startswith("⚠️") and "x.flac" in md and img is None
+    assert md.startswith("⚠️") and "x\\.flac" in md and img is None
+
+
+def test_file_names_are_shown_as_literal_text(registry, handlers, tmp_path):
+    import shutil
+
+    hostile = tmp_path / "_x_ [y](javascript-alert(1)) <b>.flac"
+    shutil.copy(DOG, hostile)
+    md, _ = handlers.clip_facts(str(hostile), registry.usable[0].source)
+    assert "\\_x\\_ \\[y\\]\\(javascript\\-alert\\(1\\)\\) &lt;b&gt;\\.flac" in md  # no emphasis, link or tag
+    assert "<b>" not in md and "](" not in md
 
 
 def test_compare_runs_both_models_with_times(registry, handlers):
@@ -339,7 +360,7 @@ def test_compare_runs_both_models_with_times(registry, handlers):
     outs = last(handlers.compare(DOG, "Caption", "", a, b, *settings()))
     text_a, text_b, status_a, status_b = outs[-1]
     assert text_a and text_b
-    assert registry.label(a) in status_a and registry.label(b) in status_b
+    assert markdown_literal(registry.label(a)) in status_a and markdown_literal(registry.label(b)) in status_b
     assert "full answer" in status_a and "full answer" in status_b
     assert any(o[0] and not o[1] for o in outs)  # A streams first, then B
     _, _, _, status_ask = last(handlers.compare(DOG, "Ask", "Is it loud?", a, b, *settings()))[-1]

