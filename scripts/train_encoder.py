@@ -306,7 +306,7 @@ class Clip:
 REAL_SPLIT = {0: "test", 1: "val", 2: "train"}  # recording-grouped folds (fold 0 is the held-out split.json)
 
 
-def real_clips(data: Path, window_samples: int, sample_rate: int) -> list[Clip]:
+def real_clips(data: Path, window_samples: int, sample_rate: int, label_template: bool = False) -> list[Clip]:
     out = []
     for dataset, file, label, fold in real_folds(data):
         clip = load_clip(data / "clips" / dataset / file, target_sr=sample_rate, max_seconds=None)
@@ -314,7 +314,8 @@ def real_clips(data: Path, window_samples: int, sample_rate: int) -> list[Clip]:
         table = ESC50_SENTENCES if dataset == "esc50" else US8K_SENTENCES
         concept = SAME_CONCEPT.get(f"{dataset}/{label}", f"{dataset}/{label}")
         coarse = "music" if label == "street_music" else "other"
-        out.append(Clip(f"{dataset}/{file}", REAL_SPLIT[fold], concept, list(table[label]),
+        texts = list(table[label]) + ([ZERO_SHOT_PROMPT.format(label.replace("_", " "))] if label_template else [])
+        out.append(Clip(f"{dataset}/{file}", REAL_SPLIT[fold], concept, texts,
                         {"coarse": coarse, "family": "", "sources": label, "dataset": dataset, "label": label}, wave))
     return out
 
@@ -594,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
                     "then ship the best; without it the --pool/--proj-hidden given are shipped")
     ap.add_argument("--real-weight", type=int, default=1,
                     help="repeat real clips (and their copies) this many times per epoch: 830 real clips among ~5k")
+    ap.add_argument("--label-template", action="store_true",
+                    help="also train real clips on the evaluation prompt 'the sound of {label}' (the old recipe)")
     ap.add_argument("--candidates", default=None, help="only these of CANDIDATES, e.g. 'stats:1024,window:0'")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -610,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     aisfx = args.aisfx or args.data / "backbones" / "aisfx" / "model.safetensors"
     enc = OfflineEncoder.build(aisfx, text_model=args.text_model, pool=args.pool, proj_hidden=args.proj_hidden,
                                proj_dropout=args.proj_dropout)
-    clips = real_clips(args.data, enc.window_samples, enc.sample_rate)
+    clips = real_clips(args.data, enc.window_samples, enc.sample_rate, args.label_template)
     if args.corpus:
         clips += corpus_clips(args.corpus, enc.window_samples, enc.sample_rate, args.corpus_limit)
     # Augmented copies of real training clips (mixing partners from the same split, another concept).
