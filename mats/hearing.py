@@ -182,7 +182,7 @@ def _acc(flags: Sequence[bool]) -> float | None:
 def evaluate_hearing(model, clips_dir: str | Path, meta: str | Path, santa: Sequence[float] | None = None,
                      batch_size: int = 8, gen: dict | None = None, limit: int | None = None) -> dict:
     """Zero-shot checks of the model's encoder and caption checks of the model itself (one per Santa strength)."""
-    from mats.audio import load_clip
+    from mats.audio import check_signal, load_clip
     from mats.errors import MATSError
     from mats.prompts import instruction_for
 
@@ -192,7 +192,7 @@ def evaluate_hearing(model, clips_dir: str | Path, meta: str | Path, santa: Sequ
     clips, kept, skipped = [], [], []
     for r in rows:
         try:
-            clips.append(load_clip(Path(clips_dir) / r["file"], target_sr=model.encoder.sample_rate))
+            clips.append(check_signal(load_clip(Path(clips_dir) / r["file"], target_sr=model.encoder.sample_rate)))
             kept.append(r)
         except (MATSError, OSError, RuntimeError, ValueError) as err:
             skipped.append({"file": r["file"], "reason": f"{type(err).__name__}: {err}"})

@@ -2,7 +2,8 @@
 
     python scripts/build_defaults.py --data ../shared/data
 
-1. the offline encoder (scripts/train_encoder.py)        -> assets/encoders/sfx-minilm
+1. the synthesized corpus (scripts/make_corpus.py, ~15 min; needs apt-get install espeak-ng fluidsynth
+   fluid-soundfont-gm sox) and the offline encoder (scripts/train_encoder.py, ~4 min) -> assets/encoders/sfx-minilm
 2. MATS-GPT2 (mini), text only (configs/mats-gpt2-mini.yaml) -> assets/mats-gpt2-mini
 3. MATS-LLaMA (SmolLM2), text only (configs/mats-smollm2.yaml) -> assets/mats-smollm2
 4. the evaluation on held-out clips (scripts/evaluate_defaults.py) -> assets/eval_results.json
@@ -51,6 +52,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--steps-gpt2", type=int, default=1100)
     ap.add_argument("--steps-smollm2", type=int, default=150)
+    ap.add_argument("--corpus", default=str(Path.home() / ".cache" / "mats" / "corpus"),
+                    help="where make_corpus.py writes the synthesized clips (about 1 GB; reused when present)")
     ap.add_argument("--skip", default="", help="comma list of steps to skip: encoder,gpt2,smollm2,eval")
     a = ap.parse_args(argv)
     skip = set(filter(None, a.skip.split(",")))
@@ -59,7 +62,9 @@ def main(argv=None) -> int:
     t_all = time.time()
     if "encoder" not in skip:
         t = time.time()
-        _run([sys.executable, "scripts/train_encoder.py", "--data", a.data, "--out", str(ENCODER), "--seed", "0"], env)
+        _run([sys.executable, "scripts/make_corpus.py", "--data", a.data, "--out", a.corpus], env)
+        _run([sys.executable, "scripts/train_encoder.py", "--data", a.data, "--corpus", a.corpus, "--out", str(ENCODER),
+              "--select", "--real-weight", "3", "--epochs", "80", "--seed", "0"], env)
         times["encoder"] = time.time() - t
     for name, steps in (("gpt2-mini", a.steps_gpt2), ("smollm2", a.steps_smollm2)):
         key = name.split("-")[0]
@@ -74,7 +79,8 @@ def main(argv=None) -> int:
     if "eval" not in skip:
         t = time.time()
         _run([sys.executable, "scripts/evaluate_defaults.py", "--data", a.data, "--split", str(ENCODER / "split.json"),
-              "--model", "assets/mats-gpt2-mini", "--model", "assets/mats-smollm2", "--out", "assets/eval_results.json"], env)
+              "--model", "assets/mats-gpt2-mini", "--model", "assets/mats-smollm2", "--out", "assets/eval_results.json",
+              "--hearing", str(Path(a.corpus) / "test.csv"), "--hearing-limit", "300"], env)
         times["eval"] = time.time() - t
     for k, v in times.items():
         print(f"{k:>10}: {v / 60:.1f} min")

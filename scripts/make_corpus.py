@@ -668,7 +668,12 @@ def make_clip(job: Job) -> dict:
     clip_id = f"{job.kind}-{job.index:05d}"
     rng = np.random.default_rng([job.seed, list(MAKERS).index(job.kind), job.index])
     with tempfile.TemporaryDirectory(prefix="mats-corpus-") as tmpdir:
-        x, meta = MAKERS[job.kind](job, rng, Path(tmpdir))
+        for _ in range(5):  # a render can come out silent (a note range a program lacks): draw again, same RNG
+            x, meta = MAKERS[job.kind](job, rng, Path(tmpdir))
+            if np.abs(x - x.mean()).max() > 1e-3:
+                break
+        else:
+            raise RuntimeError(f"{clip_id}: five silent renders in a row; check the synthesis tools")
     x, notes = realism(np.asarray(x, np.float32), rng)
     path = job.out / "clips" / f"{clip_id}.flac"
     if not path.is_file():  # cache: the row is recomputed (cheap, same RNG), the audio is kept

@@ -333,6 +333,8 @@ def corpus_clips(corpus: Path, window_samples: int, sample_rate: int, limit: int
     out = []
     for r in rows:
         clip = load_clip(corpus / r["file"], target_sr=sample_rate, max_seconds=None)
+        if clip.info.no_signal:  # corpora made before make_corpus redrew silent renders hold a few
+            continue
         wave = windows(clip.waveform, window_samples)[0]
         caps = r["captions"].split("|")
         caps += [c for c in sound_of_captions(r) if c not in caps]  # corpora made before these forms existed
@@ -593,12 +595,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", type=int, default=1, help="augmented copies of each real training clip")
     ap.add_argument("--select", action="store_true", help="compare CANDIDATES (train split -> val split) first, "
                     "then ship the best; without it the --pool/--proj-hidden given are shipped")
-    ap.add_argument("--real-weight", type=int, default=1,
+    ap.add_argument("--real-weight", type=int, default=3,
                     help="repeat real clips (and their copies) this many times per epoch: 830 real clips among ~5k")
     ap.add_argument("--label-template", action="store_true",
                     help="also train real clips on the evaluation prompt 'the sound of {label}' (the old recipe)")
     ap.add_argument("--candidates", default=None, help="only these of CANDIDATES, e.g. 'stats:1024,window:0'")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--weight-decay", type=float, default=0.05)
