@@ -203,7 +203,7 @@ def card_metrics(entry: dict) -> dict:
     for lam, r in entry.get("hearing", {}).get("captions", {}).items():
         out[f"speech_captions_say_speech_lambda{lam}"] = r["speech_captions_say_speech"]
         out[f"instrument_captions_say_music_lambda{lam}"] = r["instrument_captions_say_music"]
-    for dataset in ("esc50", "us8k"):
+    for dataset in [d for d in ("esc50", "us8k") if d in entry]:
         r = entry[dataset]
         out[f"{dataset}_encoder_zero_shot"] = round(r["zero_shot_top1"], 3)
         for lam, acc in r["mats_classify_top1"].items():

@@ -132,7 +132,7 @@ def test_page_end_to_end(app_url, tmp_path):
                     if not r.url.startswith((url, "data:", "blob:")) else None)
             page.goto(url)
             expect(page.locator("#caption-btn")).to_be_visible(timeout=30000)
-            expect(page.get_by_text("Example clips (CC0, from ESC-50)")).to_be_visible()
+            expect(page.get_by_text("Example clips (CC0: four from ESC-50, one synthesized)")).to_be_visible()
 
             # Upload: the "Upload file" source button first, then the hidden file input.
             page.locator("#clip").get_by_role("button", name="Upload file").click()

@@ -50,14 +50,17 @@ def last(gen):
 # ---------------------------------------------------------------------------------------------- example clips
 def test_example_clips_are_shipped_with_attribution():
     clips = sorted(p.name for p in EXAMPLES.glob("*.flac"))
-    assert clips == ["church_bells.flac", "crying_baby.flac", "dog.flac", "rain.flac"]
+    assert clips == ["church_bells.flac", "crying_baby.flac", "dog.flac", "rain.flac", "speech.flac"]
     attribution = (EXAMPLES / "ATTRIBUTION.md").read_text()
     for name in clips:
         assert f"`{name}`" in attribution
     assert attribution.count("| CC0 |") == 4 and "freesound.org" in attribution and "piczak2015dataset" in attribution
+    assert "espeak-ng" in attribution and "CC0 1.0" in attribution  # the synthesized spoken sentence
     for p in EXAMPLES.glob("*.flac"):
         info = sf.info(str(p))
-        assert (info.samplerate, info.channels) == (44100, 1) and info.duration == pytest.approx(5.0)
+        assert (info.samplerate, info.channels) == (44100, 1)
+        # ESC-50 excerpts are exactly 5 s; the spoken sentence is one sentence long.
+        assert info.duration == pytest.approx(5.0) if p.name != "speech.flac" else 3.0 < info.duration < 10.0
 
 
 # ---------------------------------------------------------------------------------------------- clip preparation
