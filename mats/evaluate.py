@@ -558,10 +558,8 @@ def round_trip(model, labels: Sequence[str], template: str = DEFAULT_TEMPLATE, n
     z = add_noise(model.encoder.embed_text(texts).float(), noise_variance, torch.Generator().manual_seed(seed))
     z = z.to(model.device)
     gen = {k: v for k, v in (gen or {}).items() if v is not None}
-    out: list[str] = []
-    for start in range(0, len(labels), batch_size):
-        n = len(labels[start : start + batch_size])
-        out += model.generate_from_embeddings(z[start : start + n], [instruction_for("classify")] * n, **gen)
+    with _bar(len(labels), "round trip", False) as bar:
+        out = _generate(model, z, [instruction_for("classify")] * len(labels), batch_size, gen, bar)
     ranked = map_to_labels(model.encoder, out, labels, template)
     hits = ranked[:, 0] == np.arange(len(labels))
     return {"top1": float(hits.mean()), "n": len(labels), "noise_variance": noise_variance,

@@ -321,9 +321,8 @@ class MATS(torch.nn.Module):
         ``labels``: a list, or one comma-separated string ("dog, rain, siren").
         Returns ``{"text": raw generated text, "tags": [tag, ...], "scores": {label: prob} | None}``.
         """
-        if isinstance(labels, str):  # iterating a string would score the labels 'd', 'o', 'g'
-            labels = labels.split(",")
-        _check_template(template)
+        _check_template(template)  # before generating: a bad label set or template fails at once
+        labels = _label_list(labels) if labels is not None else None
         audio = self.embed_clips([clip], sr=sr)
         text = self.generate_from_embeddings(self.condition(audio, santa), [instruction_for("classify")], **gen)[0]
         tags = [t.strip() for t in text.replace(";", ",").split(",") if t.strip()]
@@ -333,12 +332,8 @@ class MATS(torch.nn.Module):
     @torch.inference_mode()
     def zero_shot(self, audio_embeddings: torch.Tensor, labels: Sequence[str],
                   template: str = "the sound of {label}") -> list[dict[str, float]]:
-        if isinstance(labels, str):
-            labels = labels.split(",")
         _check_template(template)
-        labels = [str(l).strip() for l in labels if l is not None and str(l).strip()]
-        if not labels:
-            raise MATSError("no labels given: type a comma-separated list such as 'dog, rain, siren'")
+        labels = _label_list(labels)
         text = self.encoder.embed_text([template.format(label=l.replace("_", " ")) for l in labels]).to(audio_embeddings.device)
         scale = getattr(self.encoder, "logit_scale", 100.0)
         probs = torch.softmax(scale * F.normalize(audio_embeddings.float(), dim=-1) @ text.T, dim=-1)
@@ -416,6 +411,17 @@ def _load_mapper_state(path: Path) -> dict:
             f"{path} is damaged ({str(e)[:200]}): it is not a readable safetensors file. Download or copy the "
             "checkpoint again, or re-save it with save_pretrained."
         ) from e
+
+
+def _label_list(labels) -> list[str]:
+    """A label set as a clean list: one comma-separated string is split (iterating it would score the labels
+    'd', 'o', 'g'), blanks are dropped, and an empty set is a MATSError."""
+    if isinstance(labels, str):
+        labels = labels.split(",")
+    labels = [str(l).strip() for l in labels if l is not None and str(l).strip()]
+    if not labels:
+        raise MATSError("no labels given: type a comma-separated list such as 'dog, rain, siren'")
+    return labels
 
 
 def _check_template(template) -> None:

@@ -24,8 +24,9 @@ Reserved for evaluation and never used here in any form: the sounds of the Debia
 gnome-audio, sound-theme-freedesktop and alsa-utils. Every source sound is synthesized from scratch or read
 from ``--data/clips``.
 
-Seeded and cached: clip ``i`` of a kind gets its own RNG ``(seed, kind, i)``, and an existing FLAC is kept,
-so a rerun (or a larger ``--scale``) only makes what is missing.
+Seeded and cached: clip ``i`` of a kind gets its own RNG ``(seed, kind, i)``, and a clip whose row (same seed)
+is in ``corpus.csv`` and whose FLAC exists is not made again, so a rerun (or a larger ``--scale``) only makes what
+is missing. Delete ``corpus.csv`` to remake every row after changing the captions.
 """
 from __future__ import annotations
 
@@ -520,10 +521,23 @@ class Job:
     index: int
     seed: int
     out: Path
-    data: str | None = None
-    soundfont: str | None = None
-    real: list = field(default_factory=list)  # scene: [(split, path, phrase)] of real clips
+
+
+@dataclass
+class Context:
+    """What every job reads and none changes: sent to each worker once (``use_context``), not with every job."""
+
+    soundfont: str
+    real: list = field(default_factory=list)  # scene: [(split, path, phrase, label)] of real clips
     sentences: dict = field(default_factory=dict)  # split -> English sentences
+
+
+_CTX: Context | None = None
+
+
+def use_context(ctx: Context) -> None:
+    global _CTX
+    _CTX = ctx
 
 
 def _speech(job: Job, rng: np.random.Generator, tmp: Path, split: str | None = None) -> tuple[np.ndarray, dict]:
@@ -537,7 +551,7 @@ def _speech(job: Job, rng: np.random.Generator, tmp: Path, split: str | None = N
 
     def one(v: str, language: str) -> np.ndarray:
         if language == "en":
-            texts = list(rng.choice(job.sentences[split], size=2))
+            texts = list(rng.choice(_CTX.sentences[split], size=2))
         else:
             texts = list(rng.choice(SENTENCES[language][1], size=2, replace=False))
         return np.concatenate([speak(str(t), language, v, rng, tmp) for t in texts])
@@ -572,7 +586,7 @@ def _music(job: Job, rng: np.random.Generator, tmp: Path, split: str | None = No
         pattern = str(rng.choice(["melody", "melody", "arpeggio"] if mono else ["melody", "melody", "chords", "arpeggio"]))
         low, high = FAMILY_RANGE[fam]
         write_midi(midi, music_notes(pattern, rng, low, high, bpm), prog, drums=False, tempo_bpm=120)
-    x = fit(render_music(midi, wav, job.soundfont), rng)
+    x = fit(render_music(midi, wav, _CTX.soundfont), rng)
     concept, caps = music_captions(fam, name, pattern, speed)
     return x, {"split": split, "concept": concept, "captions": caps, "coarse": "music",
                "family": fam if fam in EVAL_FAMILIES else "", "sources": "music", "program":
@@ -592,7 +606,7 @@ def _scene(job: Job, rng: np.random.Generator, tmp: Path) -> tuple[np.ndarray, d
     split = split_of(f"seed:{job.seed}:scene:{job.index}")
     n_src = int(rng.choice([2, 2, 3]))
     parts = []  # (wave, phrase, source label, coarse)
-    real = [r for r in job.real if r[0] == split]
+    real = [r for r in _CTX.real if r[0] == split]
     while len(parts) < n_src:
         pick = rng.random()
         if pick < 0.45 and real:
@@ -656,13 +670,15 @@ def sound_of_captions(row: dict) -> list[str]:
 
 
 # How a mixture's source labels read in its "the sound of ..." caption (real labels: underscores as spaces).
+# Deliberately not mats.hearing.SIGNAL_NAMES: those word the evaluation prompts, and training texts should not be
+# the very prompts a check scores with.
 SOURCE_NAMES = {"speech": "speech", "music": "music", "tone": "a tone", "beeps": "beeping", "sweep": "a sweeping tone",
                 "alarm": "an alarm", "dtmf": "phone keypad tones", "clicks": "clicking", "noise": "noise",
                 "static": "static"}
 
 
 def make_clip(job: Job) -> dict:
-    """Make (or reuse) one clip; returns its metadata row. Same job, same clip and row."""
+    """Make one clip and return its metadata row. Same job, same clip and row (build() skips jobs already made)."""
     import soundfile as sf
 
     clip_id = f"{job.kind}-{job.index:05d}"
@@ -676,17 +692,13 @@ def make_clip(job: Job) -> dict:
             raise RuntimeError(f"{clip_id}: five silent renders in a row; check the synthesis tools")
     x, notes = realism(np.asarray(x, np.float32), rng)
     path = job.out / "clips" / f"{clip_id}.flac"
-    if not path.is_file():  # cache: the row is recomputed (cheap, same RNG), the audio is kept
-        tmp_path = path.with_suffix(".tmp.flac")
-        sf.write(str(tmp_path), np.clip(x, -1, 1), SR, subtype="PCM_16")
-        tmp_path.replace(path)
+    tmp_path = path.with_suffix(".tmp.flac")  # written whole, then renamed: a cut-off run leaves no half clip
+    sf.write(str(tmp_path), np.clip(x, -1, 1), SR, subtype="PCM_16")
+    tmp_path.replace(path)
     row = {c: "" for c in COLUMNS}
-    row.update({k: v for k, v in meta.items() if k in COLUMNS})
     row.update({k: v for k, v in meta.items() if k in COLUMNS and k != "captions"})
-    row["kind"] = job.kind
-    captions = meta["captions"] + [c for c in sound_of_captions(row) if c not in meta["captions"]]
-    row.update({"id": clip_id, "file": f"clips/{clip_id}.flac", "kind": job.kind, "captions": "|".join(captions),
-                "seed": job.seed, "realism": notes})
+    row.update({"id": clip_id, "file": f"clips/{clip_id}.flac", "kind": job.kind, "seed": job.seed, "realism": notes})
+    row["captions"] = "|".join(meta["captions"] + [c for c in sound_of_captions(row) if c not in meta["captions"]])
     return row
 
 
@@ -695,6 +707,9 @@ def make_clip(job: Job) -> dict:
 
 
 class _Inline:
+    def __init__(self, ctx: Context):
+        use_context(ctx)
+
     def __enter__(self):
         return self
 
@@ -751,17 +766,26 @@ def build(out: Path, counts: dict[str, int], seed: int = 0, data: Path | None = 
         raise SystemExit(f"Missing {', '.join(missing)}: apt-get install espeak-ng fluidsynth fluid-soundfont-gm sox")
     soundfont = next(p for p in SOUNDFONT_CANDIDATES if Path(p).is_file())
     (out / "clips").mkdir(parents=True, exist_ok=True)
-    sentences, real = english_sentences(data), real_clips(data)
-    jobs = [Job(kind, i, seed, out, str(data) if data else None, soundfont, real, sentences)
-            for kind, n in counts.items() for i in range(n)]
-    t0, rows = time.time(), []
-    # One worker: in this process (tests import this file by path, which a process pool cannot re-import).
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
-        for k, row in enumerate(pool.map(make_clip, jobs, chunksize=8)):
-            rows.append(row)
-            if (k + 1) % 500 == 0:
-                log(f"[{time.time() - t0:6.1f}s] {k + 1}/{len(jobs)} clips")
+    ctx = Context(soundfont, real_clips(data), english_sentences(data))
     table = out / "corpus.csv"
+    # Cache: a clip whose row (same seed) and file exist is not made again.
+    done = {}
+    if table.is_file():
+        with table.open(newline="") as fh:
+            done = {r["id"]: r for r in csv.DictReader(fh)
+                    if r["seed"] == str(seed) and (out / r["file"]).is_file()}
+    jobs = [Job(kind, i, seed, out) for kind, n in counts.items() for i in range(n)]
+    todo = [j for j in jobs if f"{j.kind}-{j.index:05d}" not in done]
+    t0 = time.time()
+    log(f"{len(jobs) - len(todo)} clips cached, {len(todo)} to make")
+    # One worker: in this process (tests import this file by path, which a process pool cannot re-import).
+    pool = ProcessPoolExecutor(workers, initializer=use_context, initargs=(ctx,)) if workers > 1 else _Inline(ctx)
+    with pool:
+        for k, row in enumerate(pool.map(make_clip, todo, chunksize=8)):
+            done[row["id"]] = row
+            if (k + 1) % 500 == 0:
+                log(f"[{time.time() - t0:6.1f}s] {k + 1}/{len(todo)} clips")
+    rows = [done[f"{j.kind}-{j.index:05d}"] for j in jobs]
     with table.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
         w.writeheader()

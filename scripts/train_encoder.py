@@ -193,7 +193,6 @@ class Item:
     file: str
     label: str  # dataset's class name
     group: str  # Freesound recording id, shared namespace for both datasets
-    wave: np.ndarray  # one window, float32, 44.1 kHz
 
     @property
     def key(self) -> str:
@@ -231,7 +230,7 @@ def read_rows(data: Path) -> list[tuple[str, str, str, str]]:
 
 def real_folds(data: Path, k: int = 3, seed: int = 0) -> list[tuple[str, str, str, int]]:
     """(dataset, file, label, fold) with the recording-grouped folds this script uses (fold 0 is held out)."""
-    items = [Item(ds, f, lbl, g, np.zeros(0, np.float32)) for ds, f, lbl, g in read_rows(data)]
+    items = [Item(*row) for row in read_rows(data)]
     folds = assign_folds(items, k, seed)
     return [(it.dataset, it.file, it.label, int(f)) for it, f in zip(items, folds)]
 
@@ -312,7 +311,9 @@ def real_clips(data: Path, window_samples: int, sample_rate: int, label_template
         clip = load_clip(data / "clips" / dataset / file, target_sr=sample_rate, max_seconds=None)
         wave = windows(clip.waveform, window_samples)[0]  # ESC-50 clips are 5 s; US8K slices get repeat-padded
         table = ESC50_SENTENCES if dataset == "esc50" else US8K_SENTENCES
-        concept = SAME_CONCEPT.get(f"{dataset}/{label}", f"{dataset}/{label}")
+        if label not in table:
+            raise DataError(f"No sentences for the {dataset} class {label!r}; add them to the tables in this script.")
+        concept = Item(dataset, file, label, "").concept
         coarse = "music" if label == "street_music" else "other"
         texts = list(table[label]) + ([ZERO_SHOT_PROMPT.format(label.replace("_", " "))] if label_template else [])
         out.append(Clip(f"{dataset}/{file}", REAL_SPLIT[fold], concept, texts,
@@ -422,7 +423,7 @@ def train_projection(x: torch.Tensor, concepts: list[str], caption_ids: list[lis
 def evaluate_split(enc: OfflineEncoder, emb: torch.Tensor, clips: list[Clip]) -> dict:
     """All zero-shot checks on L2-normalised audio embeddings of ``clips`` (real and synthesized)."""
     res = {}
-    for ds, labels in (("esc50", sorted(ESC50_SENTENCES)), ("us8k", sorted(US8K_SENTENCES))):
+    for ds, labels in (("esc50", hearing.ESC50_LABELS), ("us8k", hearing.US8K_LABELS)):
         idx = [i for i, c in enumerate(clips) if c.row.get("dataset") == ds]
         if not idx:
             continue
