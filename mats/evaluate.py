@@ -500,7 +500,8 @@ def _class_scores(ranked: np.ndarray, targets: np.ndarray, labels: list[str]) ->
     }
 
 
-def _run_classify(model, name, data, keys, emb, lambdas, template, batch_size, gen, progress, timings, preds):
+def _run_classify(model, name, data, keys, emb, lambdas, template, batch_size, gen, progress, timings, preds,
+                  rank: bool = False):
     from mats.prompts import instruction_for
 
     labels = data.labels
@@ -525,6 +526,8 @@ def _run_classify(model, name, data, keys, emb, lambdas, template, batch_size, g
 
     instruction = instruction_for("classify")
     result["mats"] = {}
+    if rank:
+        result["mats_rank"], timings["rank_s"] = {}, {}
     for lam in lambdas:
         t0 = time.perf_counter()
         z = model.condition(emb, lam)
@@ -538,6 +541,15 @@ def _run_classify(model, name, data, keys, emb, lambdas, template, batch_size, g
                           "output": texts[row[it.clip]], "predicted": labels[r[0]],
                           "top5": [labels[j] for j in r[:TOP_K]], "reference": it.reference,
                           "correct": bool(r[0] == t)})
+        if rank:
+            t0 = time.perf_counter()
+            ranked = _rank_labels(model, z, labels, batch_size)[rows]
+            timings["rank_s"][_lam_key(lam)] = time.perf_counter() - t0
+            result["mats_rank"][_lam_key(lam)] = _class_scores(ranked, targets, labels)
+            for it, r, t in zip(items, ranked, targets):
+                preds.append({"model": name, "method": "mats_rank", "santa": lam, "clip": it.clip,
+                              "task": "classify", "output": labels[r[0]], "top5": [labels[j] for j in r[:TOP_K]],
+                              "reference": it.reference, "correct": bool(r[0] == t)})
     return result
 
 
@@ -562,9 +574,22 @@ def round_trip(model, labels: Sequence[str], template: str = DEFAULT_TEMPLATE, n
         out = _generate(model, z, [instruction_for("classify")] * len(labels), batch_size, gen, bar)
     ranked = map_to_labels(model.encoder, out, labels, template)
     hits = ranked[:, 0] == np.arange(len(labels))
-    return {"top1": float(hits.mean()), "n": len(labels), "noise_variance": noise_variance,
+    # The same embeddings, the LM choosing among the labels itself (no free text, no mapping).
+    best = _rank_labels(model, z, labels, batch_size)[:, 0]
+    rank_hits = best == np.arange(len(labels))
+    return {"top1": float(hits.mean()), "rank_top1": float(rank_hits.mean()), "n": len(labels),
+            "noise_variance": noise_variance,
             "failures": [{"label": l, "answer": a, "mapped_to": labels[r[0]]}
-                         for l, a, r, h in zip(labels, out, ranked, hits) if not h]}
+                         for l, a, r, h in zip(labels, out, ranked, hits) if not h],
+            "rank_failures": [{"label": l, "ranked_first": labels[b]}
+                              for l, b, h in zip(labels, best, rank_hits) if not h]}
+
+
+def _rank_labels(model, z, labels: Sequence[str], batch_size: int) -> np.ndarray:
+    """[N, L] label indices, best first, by the LM's log-likelihood of each label as the whole answer."""
+    scores = np.concatenate([model.label_log_likelihoods(z[s : s + batch_size], labels).numpy()
+                             for s in range(0, len(z), batch_size)])
+    return np.argsort(-scores, axis=1, kind="stable")
 
 
 def _run_caption(model, name, data, keys, emb, lambdas, batch_size, gen, progress, timings, preds):
@@ -656,11 +681,13 @@ def _versions() -> dict:
 
 def evaluate(models: Sequence, task: str, clips_dir, meta, santa=None, labels: Sequence[str] | None = None,
              out=None, limit: int | None = None, batch_size: int = 8, gen: dict | None = None,
-             template: str = DEFAULT_TEMPLATE, device=None, progress: bool = True) -> dict:
+             template: str = DEFAULT_TEMPLATE, device=None, progress: bool = True, rank: bool = True) -> dict:
     """Evaluate checkpoints (folder paths, Hub ids or loaded ``MATS`` objects) on one task; returns the results
     dict (the content of results.json). ``santa``: list of lambdas (default: each checkpoint's own).
     ``out``: folder for results.json, predictions.jsonl, report.md and plots (None: write nothing).
-    ``gen``: generation overrides such as ``{"num_beams": 4, "max_new_tokens": 30}``."""
+    ``gen``: generation overrides such as ``{"num_beams": 4, "max_new_tokens": 30}``.
+    ``rank`` (classify): also let the LM rank the labels itself (``MATS.label_log_likelihoods``), reported as
+    ``mats_rank`` next to the generate-and-map ``mats``."""
     if isinstance(models, (str, Path)) or not isinstance(models, Sequence):
         models = [models]
     if not models:
@@ -716,7 +743,8 @@ def evaluate(models: Sequence, task: str, clips_dir, meta, santa=None, labels: S
         else:
             args = (model, name, data, keys, emb, lambdas)
             if task == "classify":
-                entry["results"] = _run_classify(*args, template, batch_size, gen, progress, timings, predictions)
+                entry["results"] = _run_classify(*args, template, batch_size, gen, progress, timings, predictions,
+                                                 rank=rank)
             elif task == "caption":
                 entry["results"] = _run_caption(*args, batch_size, gen, progress, timings, predictions)
             else:
@@ -781,6 +809,8 @@ def summary_table(results: dict) -> list[str]:
             rows.append([m["name"], "CLAP zero-shot", "-", zs["top1"], zs["top5"], zs["balanced_top1"], zs["n"]])
             for lam, s in r["mats"].items():
                 rows.append([m["name"], "MATS classify", lam, s["top1"], s["top5"], s["balanced_top1"], s["n"]])
+            for lam, s in r.get("mats_rank", {}).items():
+                rows.append([m["name"], "MATS rank", lam, s["top1"], s["top5"], s["balanced_top1"], s["n"]])
         return _table(["model", "method", "λ", "top-1", "top-5", "balanced top-1", "clips"], rows)
     if task == "caption":
         names = ["bleu_1", "bleu_4", "rouge_l", "cider_d", "meteor", "spice", "spider", "text_similarity"]
@@ -962,6 +992,9 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-rank", action="store_true",
+                   help="classify: skip 'MATS rank' (the LM scoring every label as its answer; costs one LM pass "
+                        "over all labels per clip)")
 
 
 def eval_from_cli(args) -> int:
@@ -974,7 +1007,7 @@ def eval_from_cli(args) -> int:
         args.model, args.task, args.clips, args.meta, santa=args.santa, labels=labels, out=args.out,
         limit=args.limit, batch_size=args.batch_size, template=args.template, device=args.device,
         gen={"num_beams": args.beams, "max_new_tokens": args.max_new_tokens},
-        progress=not getattr(args, "no_progress", False),
+        progress=not getattr(args, "no_progress", False), rank=not getattr(args, "no_rank", False),
     )
     print("\n".join(summary_table(results)))
     if results["mapping_rule"]:

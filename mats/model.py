@@ -25,6 +25,7 @@ from mats.encoders import load_encoder
 from mats.errors import CheckpointError, MATSError
 from mats.lm import attach_lora, default_device, default_dtype, load_lm
 from mats.mapper import PrefixMapper
+from mats.data import humanise_label
 from mats.prompts import PromptFormat, instruction_for, resolve_style
 from mats.santa import SantaBank, add_noise
 
@@ -316,10 +317,12 @@ class MATS(torch.nn.Module):
 
     def classify(self, clip, labels: Sequence[str] | None = None, santa: float | None = None,
                  sr: int | None = None, template: str = "the sound of {label}", **gen) -> dict:
-        """MATS sound tags; with ``labels``, CLAP-style zero-shot scores for them too.
+        """MATS sound tags; with ``labels``, CLAP-style zero-shot scores and the LM's own scores for them too.
 
         ``labels``: a list, or one comma-separated string ("dog, rain, siren").
-        Returns ``{"text": raw generated text, "tags": [tag, ...], "scores": {label: prob} | None}``.
+        Returns ``{"text": raw generated text, "tags": [tag, ...], "scores": {label: prob} | None,
+        "lm_scores": {label: prob} | None}``: ``scores`` come from the encoder alone (zero-shot), ``lm_scores``
+        from the MATS LM (``label_log_likelihoods``, softmax over the given labels, Santa as ``santa``).
         """
         _check_template(template)  # before generating: a bad label set or template fails at once
         labels = _label_list(labels) if labels is not None else None
@@ -327,7 +330,43 @@ class MATS(torch.nn.Module):
         text = self.generate_from_embeddings(self.condition(audio, santa), [instruction_for("classify")], **gen)[0]
         tags = [t.strip() for t in text.replace(";", ",").split(",") if t.strip()]
         scores = self.zero_shot(audio, labels, template)[0] if labels else None
-        return {"text": text, "tags": list(dict.fromkeys(tags)), "scores": scores}
+        lm_scores = None
+        if labels:
+            probs = torch.softmax(self.label_log_likelihoods(self.condition(audio, santa), labels), dim=-1)[0]
+            lm_scores = dict(zip(labels, map(float, probs)))
+        return {"text": text, "tags": list(dict.fromkeys(tags)), "scores": scores, "lm_scores": lm_scores}
+
+    @torch.inference_mode()
+    def label_log_likelihoods(self, z: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
+        """[B, L] log P(the classify answer is exactly ``label`` | conditioning ``z``), end token included.
+
+        The LM's own choice among given labels ("MATS rank" in ``mats eval``). Free generation followed by text
+        matching loses answers that are right but worded differently ("water pouring" for pouring_water) and
+        cannot tell which of two near answers the LM found more likely; scoring each label as a complete answer
+        can. The label is worded as in training (``humanise_label``: "dog_bark" -> "dog bark").
+        The prompt (instruction + audio prefix) is run once per clip and its KV cache is shared by all L
+        answers, so the cost is one prompt pass plus L short answer passes.
+        """
+        labels = _label_list(labels)
+        answers = [self._tokens(self.prompt.answer(self.tokenizer, humanise_label(l), self.config.answer_end_token))
+                   [: self.config.max_answer_tokens] for l in labels]
+        B, L, width = len(z), len(labels), max(len(a) for a in answers)
+        ids = torch.zeros(L, width, dtype=torch.long, device=self.device)
+        valid = torch.zeros(L, width, dtype=torch.bool, device=self.device)
+        for j, a in enumerate(answers):
+            ids[j, : len(a)], valid[j, : len(a)] = torch.tensor(a, device=self.device), True
+        # Every clip gets the same instruction, so the prompts have equal length and need no padding.
+        prompt = self.assemble(self.prefix(z), [instruction_for("classify")] * B)
+        with self.lock:
+            first = self.lm(inputs_embeds=prompt.inputs_embeds, attention_mask=prompt.attention_mask, use_cache=True)
+            cache = first.cache
+            cache.batch_repeat_interleave(L)  # [B*L, ...]: clip b's prompt for each of the L answers
+            mask = torch.cat([prompt.attention_mask.repeat_interleave(L, 0), valid.repeat(B, 1).long()], dim=1)
+            rest = self.lm(input_ids=ids.repeat(B, 1), attention_mask=mask, cache=cache).logits
+        # Token t of an answer is predicted by the logits one position earlier: the prompt's last for t = 0.
+        logits = torch.cat([first.logits[:, -1:].repeat_interleave(L, 0), rest[:, :-1]], dim=1).float()
+        tok = torch.log_softmax(logits, dim=-1).gather(-1, ids.repeat(B, 1).unsqueeze(-1)).squeeze(-1)
+        return (tok * valid.repeat(B, 1)).sum(-1).view(B, L).cpu()
 
     @torch.inference_mode()
     def zero_shot(self, audio_embeddings: torch.Tensor, labels: Sequence[str],

@@ -176,7 +176,7 @@ def test_classify_sweep_one_audio_pass_bad_clip_and_values(model, clips, tmp_pat
     report = (out / "report.md").read_text()
     assert "## Unreadable clips (skipped)" in report and "`broken.wav`" in report
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(preds) == 2 * 4 * 3  # models x clips x (zero-shot + 2 lambdas)
+    assert len(preds) == 2 * 4 * 5  # models x clips x (zero-shot + 2 lambdas x (classify + rank))
     assert "broken.wav" not in {p["clip"] for p in preds}
 
     # Zero-shot accuracy by hand from the encoder's embeddings.
@@ -206,6 +206,16 @@ def test_classify_sweep_one_audio_pass_bad_clip_and_values(model, clips, tmp_pat
         rows = [p for p in preds if p["method"] == "mats" and p["santa"] == float(lam) and p["model"] == res["models"][0]["name"]]
         assert s["top1"] == pytest.approx(np.mean([p["correct"] for p in rows])) and s["n"] == 4
         assert all(p["predicted"] in labels and p["predicted"] == p["top5"][0] for p in rows)
+
+    # MATS rank: the label the LM scores highest as its whole answer, per clip (same conditioning as above).
+    for lam in ("0", "0.5"):
+        rows = [p for p in preds if p["method"] == "mats_rank" and p["santa"] == float(lam)
+                and p["model"] == res["models"][0]["name"]]
+        z = model.condition(model.embed_clips([clips / p["clip"] for p in rows]), float(lam))
+        best = model.label_log_likelihoods(z, labels).argmax(1).tolist()
+        assert [p["output"] for p in rows] == [labels[j] for j in best]
+        s = res["models"][0]["results"]["mats_rank"][lam]
+        assert s["top1"] == pytest.approx(np.mean([p["correct"] for p in rows])) and s["n"] == 4
 
     # Every output file exists and parses; results.json holds config, versions, counts and timings.
     saved = json.loads((out / "results.json").read_text())
@@ -265,7 +275,7 @@ def test_cli_eval(tiny_ckpt_gpt2, clips, tmp_path, capsys):
             "--max-new-tokens", "3", "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| MATS classify | 0.3 |" in printed
+    assert "| MATS classify | 0.3 |" in printed and "| MATS rank | 0.3 |" in printed
     res = json.loads((out / "results.json").read_text())
     assert res["data"]["labels"] == ["dog", "rain", "siren"] and res["models"][0]["generation"]["num_beams"] == 1
     assert main(argv[:-9] + ["--santa", "1.5", "--out", str(out)]) == 2  # clear error, no traceback
@@ -284,6 +294,9 @@ def test_round_trip_scores_its_own_failures(model):
     # Every label that did not come back is listed with the answer and where it went.
     assert len(res["failures"]) == round((1 - res["top1"]) * 5)
     assert all(f["mapped_to"] != f["label"] and f["label"] in labels for f in res["failures"])
+    # The LM's own ranking of the labels is scored and its misses listed the same way.
+    assert len(res["rank_failures"]) == round((1 - res["rank_top1"]) * 5)
+    assert all(f["ranked_first"] != f["label"] for f in res["rank_failures"])
     # Seeded noise: the same seed gives the same answers.
     a = round_trip(model, labels, noise_variance=0.5, seed=3, gen=GEN)
     b = round_trip(model, labels, noise_variance=0.5, seed=3, gen=GEN)

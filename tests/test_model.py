@@ -152,8 +152,38 @@ def test_classify_with_labels_gives_probabilities(tiny_ckpt_gpt2):
     assert set(out["scores"]) == {"dog", "rain", "siren"}
     assert abs(sum(out["scores"].values()) - 1) < 1e-5
     assert isinstance(out["tags"], list) and isinstance(out["text"], str)
+    assert set(out["lm_scores"]) == {"dog", "rain", "siren"}
+    assert abs(sum(out["lm_scores"].values()) - 1) < 1e-5
+    assert m.classify(tiny_clip())["lm_scores"] is None
     with pytest.raises(MATSError, match="no labels"):
         m.zero_shot(m.embed_clips([tiny_clip()]), [" ", ""])
+
+
+def test_label_log_likelihoods_equal_full_sequence_scoring(ckpt):
+    """The shared-prompt KV cache gives the same numbers as scoring each (prompt, label) sequence on its own,
+    with labels of different token lengths, for a batch of clips."""
+    from mats.data import humanise_label
+    from mats.prompts import instruction_for
+
+    m = MATS.from_pretrained(ckpt, device="cpu")
+    labels = ["dog", "pouring_water", "a very long label name with many words", "x"]
+    z = torch.nn.functional.normalize(torch.randn(3, m.encoder.dim, generator=torch.Generator().manual_seed(0)), dim=-1)
+    fast = m.label_log_likelihoods(z, labels)
+    assert fast.shape == (3, 4) and bool((fast < 0).all())
+    with torch.inference_mode():
+        for i in range(3):
+            b = m.assemble(m.prefix(z[i : i + 1]).expand(4, -1, -1), [instruction_for("classify")] * 4,
+                           [humanise_label(l) for l in labels])
+            logits = m.lm(inputs_embeds=b.inputs_embeds, attention_mask=b.attention_mask).logits.float()
+            target = b.labels[:, 1:]
+            tok = torch.log_softmax(logits[:, :-1], -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            ref = (tok * (target != IGNORE)).sum(-1)
+            torch.testing.assert_close(fast[i], ref, atol=1e-4, rtol=1e-4)
+    # A label that is a prefix of another ("x" vs "x ray") still differs: the end token is part of the answer.
+    two = m.label_log_likelihoods(z[:1], ["x", "x ray"])
+    assert two[0, 0] != two[0, 1]
+    with pytest.raises(MATSError, match="no labels"):
+        m.label_log_likelihoods(z, [])
 
 
 def test_inference_errors_are_clear(tiny_ckpt_gpt2):
