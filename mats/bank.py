@@ -92,13 +92,17 @@ def build_bank(cache: TextEmbeddingCache, texts: Sequence[str], santa_cfg, noise
     rng = random.Random(santa_cfg.seed)
     chosen = rng.sample(unique, santa_cfg.bank_size) if len(unique) > santa_cfg.bank_size else unique
     emb = cache.embed(chosen)
+    bank_noise = santa_cfg.bank_noise_variance  # None: the training noise (the paper's bank)
     return SantaBank.build(emb, chosen, n_clusters=santa_cfg.n_clusters, top_k=santa_cfg.top_k, tau=santa_cfg.tau,
-                           strength=santa_cfg.strength, noise_variance=noise_variance, seed=santa_cfg.seed)
+                           strength=santa_cfg.strength, seed=santa_cfg.seed,
+                           noise_variance=noise_variance if bank_noise is None else bank_noise)
 
 
 def rebuild_bank(model_path: str, text_files: Sequence[str], out: str | None = None, size: int | None = None,
-                 clusters: int | None = None, seed: int = 0) -> Path:
-    """`mats bank build`: replace a checkpoint's Santa bank with one built from other captions."""
+                 clusters: int | None = None, seed: int = 0, noise: float | None = None, tau: float | None = None,
+                 top_k: int | None = None) -> Path:
+    """`mats bank build`: replace a checkpoint's Santa bank with one built from other captions. ``noise``,
+    ``tau``, ``top_k`` (None: keep) become the checkpoint's santa settings, so they travel with the bank."""
     import shutil
 
     from mats.config import MATSConfig
@@ -120,6 +124,16 @@ def rebuild_bank(model_path: str, text_files: Sequence[str], out: str | None = N
     if clusters:
         config.santa.n_clusters = clusters
     config.santa.seed = seed
+    if noise is not None:
+        if noise < 0:
+            from mats.errors import ConfigError
+
+            raise ConfigError(f"--noise is a variance and must be 0 or more, got {noise}")
+        config.santa.bank_noise_variance = noise
+    if tau is not None:
+        config.santa.tau = tau
+    if top_k is not None:
+        config.santa.top_k = top_k
     encoder = load_encoder(config.encoder, base_dir=folder)
     bank = build_bank(TextEmbeddingCache(encoder), texts, config.santa, config.noise_variance)
     target = Path(out) if out else folder

@@ -139,7 +139,8 @@ def cmd_push(a) -> int:
 def cmd_bank(a) -> int:
     from mats.bank import rebuild_bank
 
-    out = rebuild_bank(a.model, a.texts, out=a.out, size=a.size, clusters=a.clusters, seed=a.seed)
+    out = rebuild_bank(a.model, a.texts, out=a.out, size=a.size, clusters=a.clusters, seed=a.seed,
+                       noise=a.noise, tau=a.tau, top_k=a.top_k)
     print(f"rebuilt the Santa bank of {a.model} from {', '.join(a.texts)}: {out}")
     return 0
 
@@ -196,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=None, help="bank size (default: the config's)")
     b.add_argument("--clusters", type=int, default=None)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--noise", type=float, default=None, metavar="VAR",
+                   help="noise variance on the bank's caption embeddings (0 = clean; default: the config's "
+                        "santa.bank_noise_variance, else the training noise)")
+    b.add_argument("--tau", type=float, default=None, help="retrieval temperature (default: the config's)")
+    b.add_argument("--top-k", type=int, default=None, help="captions mixed per clip (default: the config's)")
     b.set_defaults(func=cmd_bank)
 
     s = sub.add_parser("push", help="upload a checkpoint to the Hugging Face Hub with a model card")

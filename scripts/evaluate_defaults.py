@@ -159,21 +159,24 @@ def main(argv=None) -> int:
                     "clips": len(rows), "labels": len(labels),
                     "zero_shot_top1": r["zero_shot"]["top1"], "zero_shot_top5": r["zero_shot"].get("top5"),
                     "mats_classify_top1": {k: v["top1"] for k, v in r["mats"].items()},
+                    "mats_rank_top1": {k: v["top1"] for k, v in r.get("mats_rank", {}).items()},
                     "caption": cap, "clips_per_s": res["models"][0]["timings"]["clips_per_s"],
                 }
                 print(f"{path} {dataset}: zero-shot {entry[dataset]['zero_shot_top1']:.3f}, MATS classify "
-                      f"{entry[dataset]['mats_classify_top1']}, names source "
+                      f"{entry[dataset]['mats_classify_top1']}, MATS rank {entry[dataset]['mats_rank_top1']}, names source "
                       f"{ {k: round(v['names_source'], 3) for k, v in cap.items()} }", flush=True)
             # The text-only part alone (issue "LM gap"): clean and training-noise label embeddings -> classify.
             rt = {}
             for var in (0.0, float(model.config.noise_variance)):
                 per = {ds: round_trip(model, labels, noise_variance=var, gen=gen)
                        for ds, labels in (("esc50", ESC50_LABELS), ("us8k", US8K_LABELS))}
-                hits = sum(r["top1"] * r["n"] for r in per.values())
-                rt[f"{var:g}"] = {"top1": hits / sum(r["n"] for r in per.values()), **per}
+                n = sum(r["n"] for r in per.values())
+                rt[f"{var:g}"] = {"top1": sum(r["top1"] * r["n"] for r in per.values()) / n,
+                                  "rank_top1": sum(r["rank_top1"] * r["n"] for r in per.values()) / n, **per}
             entry["round_trip"] = rt
             print(f"{path} round trip (50 ESC-50 + 10 US8K labels): "
-                  + ", ".join(f"noise {k}: {v['top1']:.3f}" for k, v in rt.items()), flush=True)
+                  + ", ".join(f"noise {k}: {v['top1']:.3f} (rank {v['rank_top1']:.3f})" for k, v in rt.items()),
+                  flush=True)
             if a.hearing:
                 h = evaluate_hearing(model, a.hearing_clips or Path(a.hearing).parent, a.hearing, santa=lambdas,
                                      gen=gen, limit=a.hearing_limit)
@@ -200,6 +203,8 @@ def card_metrics(entry: dict) -> dict:
     out: dict = {}
     for var, r in entry.get("round_trip", {}).items():
         out[f"round_trip_noise{var}"] = round(r["top1"], 3)
+        if "rank_top1" in r:
+            out[f"round_trip_rank_noise{var}"] = round(r["rank_top1"], 3)
     for lam, r in entry.get("hearing", {}).get("captions", {}).items():
         out[f"speech_captions_say_speech_lambda{lam}"] = r["speech_captions_say_speech"]
         out[f"instrument_captions_say_music_lambda{lam}"] = r["instrument_captions_say_music"]
@@ -208,6 +213,8 @@ def card_metrics(entry: dict) -> dict:
         out[f"{dataset}_encoder_zero_shot"] = round(r["zero_shot_top1"], 3)
         for lam, acc in r["mats_classify_top1"].items():
             out[f"{dataset}_mats_classify_lambda{float(lam):g}"] = round(acc, 3)
+        for lam, acc in r.get("mats_rank_top1", {}).items():
+            out[f"{dataset}_mats_rank_lambda{float(lam):g}"] = round(acc, 3)
         for lam, cap in r["caption"].items():
             out[f"{dataset}_caption_names_source_lambda{float(lam):g}"] = round(cap["names_source"], 3)
     return out

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import soundfile as sf
 
 from mats.cli import main
@@ -110,3 +111,19 @@ def test_bank_build_replaces_bank(tiny_ckpt_gpt2, tmp_path, capsys):
     assert len(bank) == 40 and all(t.startswith("a bird sings") for t in bank.texts)
     assert bank.centroids.shape[0] == 3
     assert len(SantaBank.load(tiny_ckpt_gpt2)) == 16  # the original is untouched
+
+    # A clean bank with other retrieval settings: stored as given and recorded in the checkpoint's config.
+    from mats.config import MATSConfig
+    from mats.encoders import load_encoder
+
+    clean = tmp_path / "clean"
+    assert main(["bank", "build", str(tiny_ckpt_gpt2), str(texts), "--out", str(clean), "--clusters", "3",
+                 "--noise", "0", "--tau", "50", "--top-k", "4"]) == 0
+    s = MATSConfig.load(clean).santa
+    assert (s.bank_noise_variance, s.tau, s.top_k) == (0.0, 50.0, 4)
+    bank = SantaBank.load(clean)
+    enc = load_encoder(MATSConfig.load(clean).encoder, base_dir=clean)
+    torch.testing.assert_close(bank.embeddings, enc.embed_text(bank.texts).float(), atol=1e-3, rtol=1e-3)
+    assert (bank.tau, bank.top_k) == (50.0, 4)
+    assert main(["bank", "build", str(tiny_ckpt_gpt2), str(texts), "--out", str(clean), "--noise", "-1"]) == 2
+    assert "must be 0 or more" in capsys.readouterr().err

@@ -41,10 +41,13 @@ def test_probe_without_rate_records_is_an_error(tmp_path):
 def test_card_metrics_flatten_an_evaluation_entry():
     ev = _script("evaluate_defaults")
     entry = {"esc50": {"zero_shot_top1": 0.6781, "mats_classify_top1": {"0.0": 0.1609, "0.3": 0.1724},
-                       "caption": {"0.0": {"names_source": 0.2759, "similarity": 0.3}}}}
+                       "mats_rank_top1": {"0.0": 0.4023},
+                       "caption": {"0.0": {"names_source": 0.2759, "similarity": 0.3}}},
+             "round_trip": {"0": {"top1": 0.7333, "rank_top1": 0.8167}, "0.015": {"top1": 0.5333}}}
     assert ev.card_metrics(entry) == {
         "esc50_encoder_zero_shot": 0.678, "esc50_mats_classify_lambda0": 0.161, "esc50_mats_classify_lambda0.3": 0.172,
-        "esc50_caption_names_source_lambda0": 0.276,
+        "esc50_mats_rank_lambda0": 0.402, "esc50_caption_names_source_lambda0": 0.276,
+        "round_trip_noise0": 0.733, "round_trip_rank_noise0": 0.817, "round_trip_noise0.015": 0.533,
     }
 
 

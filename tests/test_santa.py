@@ -85,3 +85,27 @@ def test_save_load_round_trip(tmp_path):
     (tmp_path / "santa.json").unlink()
     with pytest.raises(CheckpointError, match="santa.json is missing"):
         SantaBank.load(tmp_path)
+
+
+def test_bank_noise_follows_the_santa_config():
+    """santa.bank_noise_variance: None keeps the paper's noisy bank (the training noise), 0 stores the clean
+    caption embeddings, so an audio embedding retrieves the captions that are actually nearest to it."""
+    from mats.bank import build_bank
+    from mats.config import SantaConfig
+
+    texts = [f"caption {i}" for i in range(40)]
+    clean = F.normalize(torch.randn(40, 16, generator=torch.Generator().manual_seed(1)), dim=-1)
+
+    class Cache:
+        def embed(self, chosen):
+            return clean[[texts.index(t) for t in chosen]]
+
+    order = sorted(texts)
+    want = clean[[texts.index(t) for t in order]]
+    paper = build_bank(Cache(), texts, SantaConfig(n_clusters=4), noise_variance=0.5)
+    assert paper.texts == order and (paper.embeddings * want).sum(-1).mean() < 0.9  # noised
+    exact = build_bank(Cache(), texts, SantaConfig(n_clusters=4, bank_noise_variance=0.0), noise_variance=0.5)
+    torch.testing.assert_close(exact.embeddings, want)
+    # A query equal to one caption retrieves that caption first with the clean bank.
+    r = exact.retrieve(want[7:8])
+    assert int(r.indices[0, 0]) == 7
