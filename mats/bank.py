@@ -139,8 +139,25 @@ def rebuild_bank(model_path: str, text_files: Sequence[str], out: str | None = N
     target = Path(out) if out else folder
     if out:
         shutil.copytree(folder, target, dirs_exist_ok=True)
+        # A part named relative to the checkpoint but outside it ("../encoders/sfx-minilm") must still be found
+        # from the new folder.
+        config.encoder, config.lm = _rebase(config.encoder, folder, target), _rebase(config.lm, folder, target)
     bank.save(target)
     config.train_info = {**config.train_info, "santa_bank_sources": list(map(str, text_files)), "santa_bank_size": len(bank)}
     config.save(target)
     SantaBank.load(target)  # fail now, not at the user's next caption, if anything went wrong
     return target
+
+
+def _rebase(spec: dict, old: Path, new: Path) -> dict:
+    """``spec`` with its "../" paths (relative to ``old``, pointing outside it) re-expressed relative to ``new``."""
+    import os
+
+    spec = dict(spec)
+    for key in ("id", "path"):
+        value = spec.get(key)
+        if isinstance(value, str) and value.startswith("../"):
+            moved = os.path.relpath((Path(old) / value).resolve(), Path(new).resolve())
+            spec[key] = moved if moved.startswith("../") else "./" + moved
+    return spec
+

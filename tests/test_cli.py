@@ -127,3 +127,25 @@ def test_bank_build_replaces_bank(tiny_ckpt_gpt2, tmp_path, capsys):
     assert (bank.tau, bank.top_k) == (50.0, 4)
     assert main(["bank", "build", str(tiny_ckpt_gpt2), str(texts), "--out", str(clean), "--noise", "-1"]) == 2
     assert "must be 0 or more" in capsys.readouterr().err
+
+
+def test_bank_build_out_keeps_parts_found_outside_the_checkpoint(tiny_ckpt_gpt2, tmp_path):
+    """A checkpoint that names its encoder relative to itself, outside its folder ("../parts/encoder", as the
+    shipped ones do): the copy written with --out elsewhere still loads."""
+    import shutil
+
+    from mats import MATS
+    from mats.config import MATSConfig
+
+    src = tmp_path / "repo" / "ckpt"
+    shutil.copytree(tiny_ckpt_gpt2, src)
+    shutil.move(str(src / "encoder"), tmp_path / "repo" / "encoder")
+    cfg = MATSConfig.load(src)
+    cfg.encoder = {**cfg.encoder, "id": "../encoder"}
+    cfg.save(src)
+    texts = tmp_path / "captions.txt"
+    texts.write_text("\n".join(f"rain on a roof, take {i}" for i in range(30)) + "\n")
+    out = tmp_path / "elsewhere" / "deeper" / "adapted"
+    assert main(["bank", "build", str(src), str(texts), "--out", str(out), "--clusters", "2"]) == 0
+    assert MATSConfig.load(out).encoder["id"] == "../../../repo/encoder"
+    assert len(MATS.from_pretrained(out, device="cpu").santa) == 30
