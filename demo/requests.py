@@ -28,7 +28,9 @@ def request_error(message: str) -> gr.Error:
 def parameter_names(block_fn) -> list[str]:
     """The API's names for an event's inputs: the handler's own parameter names (as view_api lists them)."""
     try:
-        params = [p.name for p in inspect.signature(block_fn.fn).parameters.values()]
+        # Gradio fills ``request`` (gr.Request) and ``progress`` (gr.Progress) itself: they are not inputs.
+        params = [p.name for p in inspect.signature(block_fn.fn).parameters.values()
+                  if p.name not in ("request", "progress")]
     except (TypeError, ValueError):
         params = []
     labels = [getattr(b, "label", None) or type(b).__name__.lower() for b in block_fn.inputs]

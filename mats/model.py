@@ -358,9 +358,7 @@ class MATS(torch.nn.Module):
         if bank.clean is None:  # once per bank: the clean caption embeddings (from the on-disk text cache)
             from mats.bank import TextEmbeddingCache
 
-            with self.lock:
-                if bank.clean is None:
-                    bank.clean = TextEmbeddingCache(self.encoder).embed(bank.texts).float().cpu()
+            bank.clean = TextEmbeddingCache(self.encoder).embed(bank.texts).float().cpu()  # not under the lock
         out = bank.evidence(audio, strength=lam, top=top)
         return out if many else out[0]
 
