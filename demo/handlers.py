@@ -217,7 +217,7 @@ class Handlers:
     def _label(self, source, model) -> str:
         label = self.registry.label(source)
         base = self.registry.get_record(source).model
-        return label + (" with your caption bank" if model.santa is not base.santa else "")
+        return label + (" with your caption bank" if model is not base else "")  # with_bank made a view
 
     def _remember(self, audio, model, embedding) -> None:
         if not isinstance(audio, str):
@@ -391,7 +391,7 @@ class Handlers:
                     "captions under 'Your caption bank' to give it one.")
             return f"*{note}*", {"strength": lam, "captions": [], "note": note, "bank": None}
         ev = m.explain(audio_embeddings=self._embedding(audio, m), santa=lam)[0]
-        mine = m.santa is not self.registry.get_record(model).model.santa
+        mine = m is not self.registry.get_record(model).model
         data = {**ev.to_dict(), "bank": "yours" if mine else "checkpoint", "bank_size": len(m.santa)}
         return evidence_markdown(data), data
 

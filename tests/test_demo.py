@@ -398,9 +398,10 @@ def test_page_wires_stable_api_names_and_one_device_queue(registry):
 
     demo = build_demo(registry, queue_size=5, concurrency=1)
     public = {fn.api_name: fn for fn in demo.fns.values() if fn.api_visibility == "public"}
-    assert set(public) == {"caption", "classify", "ask", "compare"}
-    assert {fn.concurrency_id for fn in public.values()} == {"mats-cpu"}
-    assert all(fn.concurrency_limit == 1 for fn in public.values())
+    assert set(public) == {"caption", "classify", "ask", "compare", "santa", "bank", "bank_remove", "timeline", "batch"}
+    device = {name: fn for name, fn in public.items() if name != "bank_remove"}  # forgetting a bank needs no device
+    assert {fn.concurrency_id for fn in device.values()} == {"mats-cpu"}
+    assert all(fn.concurrency_limit == 1 for fn in device.values())
     assert demo._queue.max_size == 5
 
 
