@@ -256,7 +256,9 @@ class ModelRegistry:
         """
         for c in self.usable:
             try:
-                self.get(c.source)
+                model = self.get(c.source)
+                if hasattr(model, "prepare_evidence"):
+                    model.prepare_evidence()  # the Santa evidence's first answer is then as fast as the others
             except Exception as e:  # the page must still open; the reason shows in the About panel
                 c.problem = f"failed to load: {e}"
 

@@ -354,13 +354,21 @@ class MATS(torch.nn.Module):
             raise MATSError(f"Santa strength must be between 0 and 1 (got {lam}); 0 = audio only.")
         many = audio_embeddings is not None or _is_batch(clip)
         audio = audio_embeddings if audio_embeddings is not None else self.embed_clips(clip if many else [clip], sr=sr)
-        bank = self.santa
-        if bank.clean is None:  # once per bank: the clean caption embeddings (from the on-disk text cache)
-            from mats.bank import TextEmbeddingCache
-
-            bank.clean = TextEmbeddingCache(self.encoder).embed(bank.texts).float().cpu()  # not under the lock
-        out = bank.evidence(audio, strength=lam, top=top)
+        self.prepare_evidence()
+        out = self.santa.evidence(audio, strength=lam, top=top)
         return out if many else out[0]
+
+    def prepare_evidence(self) -> None:
+        """Embed the bank's captions once without noise, for the familiarity cue (5,000 captions: ~25 s on one CPU
+        thread, then read from the on-disk text cache); after that ``explain`` takes milliseconds."""
+        bank = self.santa
+        if bank is None or bank.clean is not None:
+            return
+        from mats.bank import TextEmbeddingCache
+
+        with bank.clean_lock:  # not MATS.lock: generation goes on meanwhile
+            if bank.clean is None:
+                bank.clean = TextEmbeddingCache(self.encoder).embed(bank.texts).float().cpu()
 
     def with_bank(self, bank: SantaBank | None) -> "MATS":
         """This model answering with another Santa bank (e.g. ``mats.bank.caption_bank``): weights, LM and lock are

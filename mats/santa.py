@@ -16,6 +16,7 @@ Saved beside the checkpoint as ``santa.safetensors`` (tensors) + ``santa.json`` 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +128,7 @@ class SantaBank:
         self.labels = labels.long()
         self.top_k, self.tau, self.strength = top_k, tau, strength
         self.clean: torch.Tensor | None = None  # [N, D] noise-free caption embeddings (familiarity); set on demand
+        self.clean_lock = threading.Lock()  # two first requests embed the captions once, not twice
         self._members = self._member_table()
 
     # -- construction ---------------------------------------------------------------------------

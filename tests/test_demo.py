@@ -168,6 +168,47 @@ def test_default_checkpoints_are_found_from_any_directory(tmp_path, monkeypatch)
     assert reg.choices[0].location == str(repo / "assets" / "mats-smollm2")
 
 
+def test_model_menu_opens_on_the_strongest_shipped_checkpoint(tmp_path, monkeypatch):
+    import demo.models
+
+    repo = tmp_path / "repo"
+    for name in ("mats-gpt2-mini", "mats-smollm2"):
+        (repo / "assets" / name).mkdir(parents=True)
+        (repo / "assets" / name / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo.models, "REPO_ROOT", repo)
+    reg = ModelRegistry.from_sources(None)
+    assert [c[1] for c in reg.dropdown_choices()] == ["assets/mats-smollm2", "assets/mats-gpt2-mini"]
+    from demo.ui import build_demo
+
+    page = build_demo(reg)
+    menu = next(b for b in page.blocks.values() if getattr(b, "elem_id", None) == "model")
+    assert menu.value == "assets/mats-smollm2"
+    # Models named on the command line keep their order: the first one given is the default.
+    assert ModelRegistry.from_sources([str(repo / "assets" / "mats-gpt2-mini")]).dropdown_choices()[0][0] == \
+        "mats-gpt2-mini"
+
+
+def test_bank_and_evidence_handlers_say_what_is_wrong(handlers, registry, tmp_path):
+    src = registry.usable[0].source
+    with pytest.raises(gr.Error, match="No caption file yet"):
+        handlers.bank_upload(None, src)
+    bad = tmp_path / "x.csv"
+    bad.write_text("file,label\na.wav,dog\n")
+    with pytest.raises(gr.Error, match="no caption column") as e:
+        handlers.bank_upload(str(bad), src)
+    assert e.value.title == "Problem with the caption file"
+    with pytest.raises(gr.Error, match="between 0 and 1"):
+        handlers.evidence(DOG, src, 3)
+    with pytest.raises(gr.Error, match="No clip yet"):
+        handlers.timeline(None, "Caption", src, *settings())
+    with pytest.raises(gr.Error, match="Unknown timeline task"):
+        handlers.timeline(DOG, "Dance", src, *settings())
+    with pytest.raises(gr.Error, match="No files yet"):
+        handlers.batch([], "", src, *settings())
+    assert "No caption bank of yours" in handlers.bank_remove()
+
+
 def test_inspect_source_explains_problems(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert "does not exist" in inspect_source(str(tmp_path / "nope")).problem
