@@ -559,10 +559,9 @@ def evidence_markdown(ev: dict) -> str:
     lines = [head, "", "| caption | weight | similarity to the clip |", "|---|---:|---:|"]
     for c in ev["captions"]:
         lines.append(f"| {markdown_literal(c['text'])} | {c['weight']:.2f} | {c['similarity']:.2f} |")
-    level = ev["familiarity"]
-    icon = {"familiar": "🟢", "partly familiar": "🟡"}.get(level, "🔴")
-    lines += ["", f"{icon} {markdown_literal(ev['note'])} (Nearest caption: “{markdown_literal(ev['nearest'])}”, "
-                  f"similarity {ev['nearest_similarity']:.2f}.)"]
+    level, _, words = ev["note"].partition(":")
+    lines += ["", f"**{markdown_literal(level)}:**{markdown_literal(words)} (Nearest caption: "
+                  f"“{markdown_literal(ev['nearest'])}”, similarity {ev['nearest_similarity']:.2f}.)"]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ written, and only into the folder given.
 """
 from __future__ import annotations
 
+import re
 import stat
 import zipfile
 from dataclasses import dataclass
@@ -163,7 +164,9 @@ def run_batch(model, files: Sequence[BatchFile], labels: Sequence[str] | None = 
                 continue
             clip, problem = try_load_clip(f.path, model.encoder.sample_rate, max_seconds=max_seconds)
             if problem:
-                row["error"] = problem.replace(str(f.path.parent) + "/", "").replace(f.path.name, f.name)
+                # The user's file name, not the temporary path; the reason without the exception class.
+                reason = re.sub(r"^\w+Error: ", "", problem)
+                row["error"] = reason.replace(str(f.path.parent) + "/", "").replace(f.path.name, f.name)
             else:
                 loaded.append((row, clip))
         if loaded:

@@ -212,20 +212,25 @@ SHOTS = os.environ.get("MATS_SCREENSHOTS")  # a folder: save the README's screen
 
 
 def _shot(target, name: str, tmp_path) -> None:
+    for close in target.page.locator('[data-testid="toast-close"]').all():  # no stale message over the picture
+        close.click()
     path = Path(SHOTS or tmp_path) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     target.screenshot(path=str(path), type="jpeg", quality=80) if name.endswith(".jpg") else \
         target.screenshot(path=str(path))
 
 
-def _sweep_wav(path: Path, seconds: float, sr: int = 16000) -> Path:
+def _example_walk(path: Path, seconds: float = 25.0) -> Path:
+    """The example clips one after the other (dog, rain, bells, baby, speech), cut to exactly ``seconds``."""
     import numpy as np
     import soundfile as sf
 
-    t = np.arange(int(seconds * sr)) / sr
-    wave = 0.3 * np.sin(2 * np.pi * (200 + 30 * t) * t)
-    sf.write(str(path), np.concatenate([wave[: len(wave) // 2], 0.2 * np.random.default_rng(0).standard_normal(
-        len(wave) - len(wave) // 2)]).astype(np.float32), sr)
+    parts = [sf.read(str(ROOT / "assets" / "examples" / n), dtype="float32")
+             for n in ("dog.flac", "rain.flac", "church_bells.flac", "crying_baby.flac", "speech.flac")]
+    sr = parts[0][1]
+    wave = np.concatenate([w for w, _ in parts])
+    wave = np.resize(wave, int(seconds * sr))  # repeats from the start if the examples are shorter
+    sf.write(str(path), wave, sr)
     return path
 
 
@@ -248,14 +253,15 @@ def test_evidence_bank_timeline_and_batch_in_the_page(app_url, tmp_path):
                               + ["a dog barks at the harbour", "gulls.wav"]))
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    long_clip = _sweep_wav(tmp_path / "long_walk.wav", 25.0)
+    long_clip = _example_walk(tmp_path / "five_sounds.flac")
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt this is text, not audio")
-    rain = str(ROOT / "assets" / "examples" / "rain.flac")
+    examples = [str(ROOT / "assets" / "examples" / n) for n in
+                ("dog.flac", "rain.flac", "church_bells.flac", "crying_baby.flac", "speech.flac")]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 2100, "height": 1000})  # room for the tables
             page.goto(url)
             expect(page.locator("#caption-btn")).to_be_visible(timeout=30000)
             page.locator("#clip").get_by_role("button", name="Upload file").click()
@@ -301,7 +307,7 @@ def test_evidence_bank_timeline_and_batch_in_the_page(app_url, tmp_path):
             page.locator("#timeline-btn").click()
             expect(page.locator("#timeline-status")).to_contain_text("windows", timeout=300000)
             table = page.locator("#timeline-table")
-            expect(table).to_contain_text("0:15.0")
+            expect(table).to_contain_text("0:20.0")  # a window boundary with 5 s and with 10 s windows
             expect(table).to_contain_text("0:25.0")
             expect(page.locator("#timeline-spectrogram img")).to_be_visible()
             assert _download(page, "#timeline-csv").startswith("window,start_s,end_s,caption")
@@ -309,10 +315,10 @@ def test_evidence_bank_timeline_and_batch_in_the_page(app_url, tmp_path):
 
             # 4. Batch: several files, one of them broken, each with its own row; a CSV at the end.
             page.get_by_role("tab", name="Batch").click()
-            page.locator("#batch-files input[type=file]").set_input_files([DOG, rain, str(broken)])
+            page.locator("#batch-files input[type=file]").set_input_files([*examples, str(broken)])
             page.locator("#batch-labels textarea").fill("dog, rain")
             page.locator("#batch-btn").click()
-            expect(page.locator("#batch-status")).to_contain_text("2 of 3 files answered", timeout=300000)
+            expect(page.locator("#batch-status")).to_contain_text("5 of 6 files answered", timeout=300000)
             batch = page.locator("#batch-table")
             expect(batch).to_contain_text("broken.wav")
             expect(batch).to_contain_text("score: rain")
