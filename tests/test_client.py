@@ -170,6 +170,14 @@ def _bad_inputs(tmp):
         ("labels-only-commas", "/classify", [good, " , ,, ", "M", *s], "No labels were read"),
         ("labels-too-many", "/classify", [good, ",".join(f"l{i}" for i in range(40)), "M", *s], "too many"),
         ("compare-task", "/compare", [good, "Dance", "", "M", "M", *s], "'task' must be one of 'Caption', 'Classify', 'Ask'; got 'Dance'"),
+        ("santa-strength", "/santa", [good, "M", 2], "'santa' must be between 0 and 1, got 2"),
+        ("santa-silent", "/santa", [up(str(silent)), "M", 0.3], "silent (every sample is zero)"),
+        ("timeline-task", "/timeline", [good, "Dance", "M", *s], "'task' must be one of 'Caption', 'Tags'; got 'Dance'"),
+        ("timeline-corrupt", "/timeline", [up(str(corrupt)), "Caption", "M", *s], "Could not read rock &amp; roll's"),
+        ("batch-server-path", "/batch", [["/etc/passwd"], "", "M", *s], "'files' must be uploaded files"),
+        ("batch-labels", "/batch", [[good], " , ,", "M", *s], "No labels were read"),
+        ("bank-server-path", "/bank", ["/etc/passwd", "M"], "'file' must be uploaded files"),
+        ("bank-none", "/bank", [None, "M"], "No caption file yet"),
     ]
 
 
@@ -260,7 +268,8 @@ def test_your_caption_bank_is_used_by_every_task_in_this_session_only(served, tm
     assert theirs["bank"] == "checkpoint"
     for name, content, words in [("empty.txt", b"", "is empty"), ("blob.txt", bytes(range(256)) * 4, "looks binary"),
                                  ("cols.csv", b"file,label\na.wav,dog\n", "no caption column"),
-                                 ("big.txt", b"a caption\n" * 50_001, "the limit is 50,000")]:
+                                 ("big.txt", b"a caption\n" * 50_001, "the limit is 50,000"),
+                                 ("notes.pdf", b"%PDF-1.4", "'file' must be a .txt or .csv file, got 'notes.pdf'")]:
         bad = tmp_path / name
         bad.write_bytes(content)
         with pytest.raises(AppError, match=words):
