@@ -239,7 +239,13 @@ def caption_bank(encoder, captions: CaptionFile | Sequence[str], santa_cfg, nois
     """A Santa bank holding every unique caption given, built with ``encoder`` (the model's own) and the model's Santa
     settings: what the page's "your caption bank" and ``mats bank build`` both run. Identical lines are embedded once;
     without ``cache`` the embeddings are computed in a temporary folder that is removed afterwards."""
+    import dataclasses
+
     source = captions if isinstance(captions, CaptionFile) else CaptionFile(texts=list(captions), lines=len(captions))
+    # Clusters hold top_k captions on average, as the paper's bank does (5,000 in 100): a small bank of your own
+    # is not split into clusters of one caption each, which would leave Santa a single caption to mix in.
+    unique = len(set(source.texts))
+    santa_cfg = dataclasses.replace(santa_cfg, n_clusters=max(1, min(santa_cfg.n_clusters, unique // max(1, santa_cfg.top_k))))
     start = time.perf_counter()
     if cache is None:
         with tempfile.TemporaryDirectory(prefix="mats-bank-") as tmp:

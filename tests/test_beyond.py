@@ -95,6 +95,10 @@ def test_caption_bank_keeps_every_unique_caption_and_answers_with_it(model, tmp_
     built = caption_bank(model.encoder, read_captions(p), model.config.santa, model.config.noise_variance)
     assert built.unique == 30 and len(built.bank) == 30 and built.seconds > 0
     assert built.bank.clean is not None and built.bank.clean.shape[0] == 30
+    s = model.config.santa
+    assert built.bank.centroids.shape[0] == min(s.n_clusters, 30 // s.top_k)  # clusters of top_k+ captions
+    tiny = caption_bank(model.encoder, ["a bell", "a gong", "a horn"], s, model.config.noise_variance)
+    assert tiny.bank.centroids.shape[0] == 1 and len(model.with_bank(tiny.bank).explain(DOG).captions) == 3
     mine = model.with_bank(built.bank)
     ev = mine.explain(DOG)
     assert all(c["text"].startswith("a machine hums") for c in ev.captions)
