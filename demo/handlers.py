@@ -212,6 +212,10 @@ class Handlers:
         bank, the model answers with that bank (a view: the shared model keeps its own)."""
         was_loaded = self.registry.is_loaded(source)
         rec = self.registry.get_record(source)
+        if not was_loaded and getattr(rec.model, "santa", None) is not None:
+            # The Santa evidence needs the bank's captions embedded once (~25 s on a cold cache): start now, so it
+            # is ready by the time the first answer is; explain() waits for it rather than doing it twice.
+            threading.Thread(target=_prepare_evidence, args=(rec.model,), daemon=True).start()
         return self.banks.model_for(request, rec.model), (0.0 if was_loaded else rec.seconds)
 
     def _label(self, source, model) -> str:
@@ -508,6 +512,13 @@ class Handlers:
                   + f" · **{markdown_literal(self._label(model, m))}** on `{m.device}` · {seconds:.1f} s "
                   f"({len(rows) / seconds:.2f} files/s) · {s.describe()}")
         return _frame(headers, table), path, status
+
+
+def _prepare_evidence(model) -> None:
+    try:
+        model.prepare_evidence()
+    except Exception:  # the evidence event will report it in words; the answer itself is not affected
+        log.exception("could not prepare the Santa evidence")
 
 
 TIMELINE_TASKS = {"Caption": "caption", "Tags": "classify"}
