@@ -205,6 +205,7 @@ class Handlers:
         # The last clips' audio embeddings, so the Santa evidence under an answer does not encode the clip again.
         self._embeddings: OrderedDict[tuple, object] = OrderedDict()
         self._embeddings_guard = threading.Lock()
+        self._warming: set[int] = set()  # models whose evidence embedding has been started
 
     # -- helpers -------------------------------------------------------------------------------------
     def _load(self, source, request=None):
@@ -212,11 +213,20 @@ class Handlers:
         bank, the model answers with that bank (a view: the shared model keeps its own)."""
         was_loaded = self.registry.is_loaded(source)
         rec = self.registry.get_record(source)
-        if not was_loaded and getattr(rec.model, "santa", None) is not None:
-            # The Santa evidence needs the bank's captions embedded once (~25 s on a cold cache): start now, so it
-            # is ready by the time the first answer is; explain() waits for it rather than doing it twice.
-            threading.Thread(target=_prepare_evidence, args=(rec.model,), daemon=True).start()
+        self._warm_evidence(rec.model)
         return self.banks.model_for(request, rec.model), (0.0 if was_loaded else rec.seconds)
+
+    def _warm_evidence(self, model) -> None:
+        """The Santa evidence needs the bank's captions embedded once (~25 s on a cold cache): start that in the
+        background the first time a model is used, so it is ready by the time the first answer is (explain() waits
+        for it rather than doing it twice)."""
+        if getattr(model, "santa", None) is None or getattr(model.santa, "clean", None) is not None:
+            return
+        with self._embeddings_guard:
+            if id(model) in self._warming:
+                return
+            self._warming.add(id(model))
+        threading.Thread(target=_prepare_evidence, args=(model,), daemon=True).start()
 
     def _label(self, source, model) -> str:
         label = self.registry.label(source)
@@ -293,7 +303,9 @@ class Handlers:
             return "*No clip yet: record, upload, or pick an example.*", None
         sr, window, note = FALLBACK_SR, FALLBACK_WINDOW_S, ""
         try:
-            enc = self.registry.get(model_source).encoder
+            loaded = self.registry.get(model_source)
+            self._warm_evidence(loaded)
+            enc = loaded.encoder
             sr, window = int(enc.sample_rate), float(enc.window_seconds)
         except Exception as e:  # the clip can still be described; the task buttons will report the model problem
             if self.registry.usable:  # with no model at all, the banner at the top already explains

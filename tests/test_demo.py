@@ -209,6 +209,19 @@ def test_bank_and_evidence_handlers_say_what_is_wrong(handlers, registry, tmp_pa
     assert "No caption bank of yours" in handlers.bank_remove()
 
 
+def test_first_use_of_a_model_prepares_the_evidence_in_the_background(tiny_ckpt_gpt2):
+    reg = ModelRegistry.from_sources([str(tiny_ckpt_gpt2)], device="cpu")
+    h = Handlers(reg)
+    h.clip_facts(DOG, reg.usable[0].source)  # an upload loads the model
+    model = reg.get(reg.usable[0].source)
+    deadline = time.monotonic() + 60
+    while model.santa.clean is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert model.santa.clean is not None and model.santa.clean.shape[0] == len(model.santa)
+    text, data = h.evidence(DOG, reg.usable[0].source, 0.3)
+    assert data["bank"] == "checkpoint" and "What Santa leaned on" in text
+
+
 def test_inspect_source_explains_problems(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert "does not exist" in inspect_source(str(tmp_path / "nope")).problem
