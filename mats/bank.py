@@ -88,24 +88,6 @@ class TextEmbeddingCache:
             warnings.warn(f"could not write the text-embedding cache in {self.dir} ({e}); embeddings stay in memory")
 
 
-def build_bank(cache: TextEmbeddingCache, texts: Sequence[str], santa_cfg, noise_variance: float,
-               keep_all: bool = False):
-    """Santa bank from captions: unique texts, sampled to ``bank_size`` with the config's seed (``keep_all``: every
-    unique text). The clean embeddings stay on the bank (``bank.clean``) for the familiarity cue."""
-    from mats.santa import SantaBank
-
-    unique = sorted(set(t for t in texts if t.strip()))
-    if not unique:
-        raise ValueError("no caption texts to build a Santa bank from")
-    rng = random.Random(santa_cfg.seed)
-    chosen = rng.sample(unique, santa_cfg.bank_size) if len(unique) > santa_cfg.bank_size and not keep_all else unique
-    emb = cache.embed(chosen)
-    bank = SantaBank.build(emb, chosen, n_clusters=santa_cfg.n_clusters, top_k=santa_cfg.top_k, tau=santa_cfg.tau,
-                           strength=santa_cfg.strength, noise_variance=noise_variance, seed=santa_cfg.seed)
-    bank.clean = emb.float()
-    return bank
-
-
 # ----------------------------------------------------------------------------------- your own caption bank
 MAX_CAPTIONS = 50_000  # lines a caption file may hold (the page's limit for a bring-your-own bank)
 MAX_CAPTION_FILE_BYTES = 20 * 1024 * 1024
@@ -245,13 +227,13 @@ def caption_bank(encoder, captions: CaptionFile | Sequence[str], santa_cfg, nois
     # Clusters hold top_k captions on average, as the paper's bank does (5,000 in 100): a small bank of your own
     # is not split into clusters of one caption each, which would leave Santa a single caption to mix in.
     unique = len(set(source.texts))
-    santa_cfg = dataclasses.replace(santa_cfg, n_clusters=max(1, min(santa_cfg.n_clusters, unique // max(1, santa_cfg.top_k))))
+    santa_cfg = dataclasses.replace(santa_cfg, bank_size=max(1, unique),  # every caption, none sampled away
+                                    n_clusters=max(1, min(santa_cfg.n_clusters, unique // max(1, santa_cfg.top_k))))
     start = time.perf_counter()
-    if cache is None:
-        with tempfile.TemporaryDirectory(prefix="mats-bank-") as tmp:
-            bank = build_bank(TextEmbeddingCache(encoder, root=tmp), source.texts, santa_cfg, noise_variance, keep_all=True)
-    else:
-        bank = build_bank(cache, source.texts, santa_cfg, noise_variance, keep_all=True)
+    with tempfile.TemporaryDirectory(prefix="mats-bank-") as tmp:
+        cache = cache or TextEmbeddingCache(encoder, root=tmp)
+        bank = build_bank(cache, source.texts, santa_cfg, noise_variance)
+        bank.clean = cache.embed(bank.texts).float()  # already embedded: read back for the familiarity cue
     return CaptionBank(bank=bank, source=source, unique=len(bank), seconds=time.perf_counter() - start)
 
 
@@ -266,6 +248,20 @@ def _dataset_csv(path) -> bool:
         return detect_kind(path) != "text"
     except DataError:
         return False
+
+
+def build_bank(cache: TextEmbeddingCache, texts: Sequence[str], santa_cfg, noise_variance: float):
+    """Santa bank from captions: unique texts, sampled to ``bank_size`` with the config's seed."""
+    from mats.santa import SantaBank
+
+    unique = sorted(set(t for t in texts if t.strip()))
+    if not unique:
+        raise ValueError("no caption texts to build a Santa bank from")
+    rng = random.Random(santa_cfg.seed)
+    chosen = rng.sample(unique, santa_cfg.bank_size) if len(unique) > santa_cfg.bank_size else unique
+    emb = cache.embed(chosen)
+    return SantaBank.build(emb, chosen, n_clusters=santa_cfg.n_clusters, top_k=santa_cfg.top_k, tau=santa_cfg.tau,
+                           strength=santa_cfg.strength, noise_variance=noise_variance, seed=santa_cfg.seed)
 
 
 def rebuild_bank(model_path: str, text_files: Sequence[str], out: str | None = None, size: int | None = None,
