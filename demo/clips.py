@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -167,8 +168,11 @@ def log_mel(waveform: np.ndarray, sr: int, n_mels: int = 64, max_frames: int = 6
     return np.maximum(db, db.max() - 80.0), hop / sr
 
 
-def spectrogram_image(waveform: np.ndarray, sr: int, width_px: int = 640, height_px: int = 220) -> np.ndarray:
-    """A labelled log-mel spectrogram as an RGB uint8 image (matplotlib's object API: thread-safe, no pyplot)."""
+def spectrogram_image(waveform: np.ndarray, sr: int, width_px: int = 640, height_px: int = 220,
+                      markers: Sequence[tuple[float, float]] = ()) -> np.ndarray:
+    """A labelled log-mel spectrogram as an RGB uint8 image (matplotlib's object API: thread-safe, no pyplot).
+
+    ``markers``: (start, end) seconds of windows, drawn as boundaries with the window's number above it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -181,5 +185,11 @@ def spectrogram_image(waveform: np.ndarray, sr: int, width_px: int = 640, height
     ax.set_xlabel("time (s)", fontsize=8)
     ax.set_ylabel("mel band", fontsize=8)
     ax.tick_params(labelsize=7)
+    for i, (start, end) in enumerate(markers):
+        for x in (start, end):
+            ax.axvline(x, color="white", linewidth=0.8, linestyle="--", alpha=0.9)
+        if len(markers) <= 40:
+            ax.text((start + end) / 2, db.shape[0] * 0.92, str(i + 1), color="white", fontsize=6, ha="center",
+                    va="top")
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -8,21 +8,27 @@ and the server keeps serving.
 """
 from __future__ import annotations
 
+import csv
 import functools
 import html
 import logging
 import math
 import re
+import tempfile
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import gradio as gr
 
-from demo.clips import (DEMO_MAX_SECONDS, NO_CLIP, PreparedClip, html_text, markdown_literal, prepare_clip,
-                        spectrogram_image)
+from demo.clips import (DEMO_MAX_SECONDS, HARD_MAX_SECONDS, NO_CLIP, PreparedClip, html_text, markdown_literal,
+                        prepare_clip, spectrogram_image)
 from demo.models import HOW_TO_GET_A_MODEL, ModelRegistry
-from mats.errors import AudioError, CheckpointError, MATSError
+from demo.sessions import SessionBanks, UserBank
+from mats.errors import AudioError, CheckpointError, DataError, MATSError
 
 log = logging.getLogger("demo")
 
@@ -44,6 +50,8 @@ def _as_gr_error(exc: BaseException) -> gr.Error:
         return gr.Error(msg, title="Problem with the clip", print_exception=False)
     if isinstance(exc, CheckpointError):
         return gr.Error(msg, title="Model unavailable", print_exception=False)
+    if isinstance(exc, DataError):
+        return gr.Error(msg, title="Problem with the caption file", print_exception=False)
     if isinstance(exc, (MATSError, ValueError)):
         return gr.Error(msg, title="Cannot run this", print_exception=False)
     if type(exc).__name__ == "OutOfMemoryError":
@@ -63,6 +71,18 @@ def friendly_errors(fn):
         try:
             yield from fn(*args, **kwargs)
         except Exception as e:  # GeneratorExit (user left) is a BaseException and passes through
+            raise _as_gr_error(e) from e
+
+    return wrapper
+
+
+def friendly_call(fn):
+    """``friendly_errors`` for plain (non-generator) handlers."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
             raise _as_gr_error(e) from e
 
     return wrapper
@@ -181,13 +201,56 @@ class Handlers:
     def __init__(self, registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS):
         self.registry = registry
         self.max_seconds = float(max_seconds)
+        self.banks = SessionBanks()  # each session's own caption bank (in memory, that session only)
+        # The last clips' audio embeddings, so the Santa evidence under an answer does not encode the clip again.
+        self._embeddings: OrderedDict[tuple, object] = OrderedDict()
+        self._embeddings_guard = threading.Lock()
+        self._warming: set[int] = set()  # models whose evidence embedding has been started
 
     # -- helpers -------------------------------------------------------------------------------------
-    def _load(self, source):
-        """(model, seconds spent loading now: 0 when it was cached)."""
+    def _load(self, source, request=None):
+        """(model, seconds spent loading now: 0 when it was cached). With a session that uploaded its own caption
+        bank, the model answers with that bank (a view: the shared model keeps its own)."""
         was_loaded = self.registry.is_loaded(source)
         rec = self.registry.get_record(source)
-        return rec.model, (0.0 if was_loaded else rec.seconds)
+        self._warm_evidence(rec.model)
+        return self.banks.model_for(request, rec.model), (0.0 if was_loaded else rec.seconds)
+
+    def _warm_evidence(self, model) -> None:
+        """The Santa evidence needs the bank's captions embedded once (~25 s on a cold cache): start that in the
+        background the first time a model is used, so it is ready by the time the first answer is (explain() waits
+        for it rather than doing it twice)."""
+        if getattr(model, "santa", None) is None or getattr(model.santa, "clean", None) is not None:
+            return
+        with self._embeddings_guard:
+            if id(model) in self._warming:
+                return
+            self._warming.add(id(model))
+        threading.Thread(target=_prepare_evidence, args=(model,), daemon=True).start()
+
+    def _label(self, source, model) -> str:
+        label = self.registry.label(source)
+        base = self.registry.get_record(source).model
+        return label + (" with your caption bank" if model is not base else "")  # with_bank made a view
+
+    def _remember(self, audio, model, embedding) -> None:
+        if not isinstance(audio, str):
+            return
+        with self._embeddings_guard:
+            self._embeddings[(audio, id(model.encoder))] = embedding
+            while len(self._embeddings) > 64:
+                self._embeddings.popitem(last=False)
+
+    def _embedding(self, audio, model):
+        """[1, D] audio embedding of a clip: remembered from the answer just given, else computed now."""
+        if isinstance(audio, str):
+            with self._embeddings_guard:
+                hit = self._embeddings.get((audio, id(model.encoder)))
+            if hit is not None:
+                return hit
+        embedding = model.embed_clips([self._prepare(audio, model).clip])
+        self._remember(audio, model, embedding)
+        return embedding
 
     def _prepare(self, audio, model) -> PreparedClip:
         enc = model.encoder
@@ -203,7 +266,8 @@ class Handlers:
             yield model.run(None, task, question=question, santa=s.santa, audio_embeddings=audio_embedding,
                             num_beams=s.num_beams, **s.gen_kwargs())[0]
 
-    def _answer(self, source, audio, task, question, s: Settings, timing: Timing, ctx: dict | None = None):
+    def _answer(self, source, audio, task, question, s: Settings, timing: Timing, ctx: dict | None = None,
+                request=None):
         """Yield (text, status) while one model answers; the last yield carries the final status.
 
         ``ctx`` (optional) receives the model and the clip's audio embedding, for work after the answer
@@ -212,9 +276,11 @@ class Handlers:
         label = self.registry.label(source)
         if not self.registry.is_loaded(source):
             yield "", f"Loading **{markdown_literal(label)}** (first use)…"
-        model, timing.load_s = self._load(source)
+        model, timing.load_s = self._load(source, request)
+        label = self._label(source, model)
         prepared = self._prepare(audio, model)
         embedding = model.embed_clips([prepared.clip])
+        self._remember(audio, model, embedding)
         if ctx is not None:
             ctx.update(model=model, audio_embedding=embedding)
         device = str(model.device)
@@ -237,7 +303,9 @@ class Handlers:
             return "*No clip yet: record, upload, or pick an example.*", None
         sr, window, note = FALLBACK_SR, FALLBACK_WINDOW_S, ""
         try:
-            enc = self.registry.get(model_source).encoder
+            loaded = self.registry.get(model_source)
+            self._warm_evidence(loaded)
+            enc = loaded.encoder
             sr, window = int(enc.sample_rate), float(enc.window_seconds)
         except Exception as e:  # the clip can still be described; the task buttons will report the model problem
             if self.registry.usable:  # with no model at all, the banner at the top already explains
@@ -266,18 +334,20 @@ class Handlers:
         return "\n".join(self.registry.status_lines())
 
     @friendly_errors
-    def caption(self, audio, model, santa, beams, max_new_tokens, sample, temperature):
+    def caption(self, audio, model, santa, beams, max_new_tokens, sample, temperature, request: gr.Request = None):
         """Describe the clip in one sentence. Yields (caption, status)."""
         s = Settings.parse(santa, beams, max_new_tokens, sample, temperature)
-        yield from self._answer(model, audio, "caption", None, s, Timing(time.perf_counter()))
+        yield from self._answer(model, audio, "caption", None, s, Timing(time.perf_counter()), request=request)
 
     @friendly_errors
-    def classify(self, audio, labels, model, santa, beams, max_new_tokens, sample, temperature):
+    def classify(self, audio, labels, model, santa, beams, max_new_tokens, sample, temperature,
+                 request: gr.Request = None):
         """MATS sound tags; with typed labels, zero-shot scores too. Yields (tags, scores, status)."""
         s = Settings.parse(santa, beams, max_new_tokens, sample, temperature)
         wanted = parse_labels(labels)
         text, status, ctx = "", "", {}
-        for text, status in self._answer(model, audio, "classify", None, s, Timing(time.perf_counter()), ctx):
+        for text, status in self._answer(model, audio, "classify", None, s, Timing(time.perf_counter()), ctx,
+                                         request=request):
             yield text, None, status
         tags = ", ".join(parse_tags(text)) if text != EMPTY_ANSWER else text
         scores = None
@@ -286,14 +356,16 @@ class Handlers:
         yield tags or text, scores, status
 
     @friendly_errors
-    def ask(self, audio, question, model, santa, beams, max_new_tokens, sample, temperature):
+    def ask(self, audio, question, model, santa, beams, max_new_tokens, sample, temperature,
+            request: gr.Request = None):
         """Answer a question about the clip. Yields (answer, status)."""
         s = Settings.parse(santa, beams, max_new_tokens, sample, temperature)
         q = check_question(question)
-        yield from self._answer(model, audio, "ask", q, s, Timing(time.perf_counter()))
+        yield from self._answer(model, audio, "ask", q, s, Timing(time.perf_counter()), request=request)
 
     @friendly_errors
-    def compare(self, audio, task, question, model_a, model_b, santa, beams, max_new_tokens, sample, temperature):
+    def compare(self, audio, task, question, model_a, model_b, santa, beams, max_new_tokens, sample, temperature,
+                request: gr.Request = None):
         """Run two models on the same clip and settings, one after the other (they share the device).
 
         Yields (answer A, answer B, status A, status B). A model that cannot load shows why in its
@@ -309,7 +381,7 @@ class Handlers:
         for i, source in enumerate((model_a, model_b)):
             timing = Timing(time.perf_counter())
             try:
-                for texts[i], statuses[i] in self._answer(source, audio, TASKS[task], q, s, timing):
+                for texts[i], statuses[i] in self._answer(source, audio, TASKS[task], q, s, timing, request=request):
                     yield texts[0], texts[1], statuses[0], statuses[1]
             except AudioError:
                 raise  # the same clip fails for both models: one clear error
@@ -318,6 +390,214 @@ class Handlers:
                 gr.Warning(f"{html_text(self.registry.label(source))}: {err.message}", title=err.title)
                 texts[i], statuses[i] = "", f"⚠️ **{markdown_literal(self.registry.label(source))}**: {markdown_literal(html.unescape(err.message))}"
                 yield texts[0], texts[1], statuses[0], statuses[1]
+
+
+    # -- Santa evidence --------------------------------------------------------------------------------
+    @friendly_call
+    def evidence(self, audio, model, santa, request: gr.Request = None):
+        """What Santa leaned on for this clip: (Markdown for the page, the same as a dict for the API)."""
+        lam = _number("Santa strength", santa)
+        if not 0.0 <= lam <= 1.0:
+            raise MATSError(f"Santa strength must be between 0 and 1, got {lam}.")
+        if audio is None:
+            raise AudioError(NO_CLIP)
+        m, _ = self._load(model, request)
+        if m.santa is None:
+            note = ("This checkpoint has no Santa memory bank, so the answer used the clip alone. Upload your own "
+                    "captions under 'Your caption bank' to give it one.")
+            return f"*{note}*", {"strength": lam, "captions": [], "note": note, "bank": None}
+        ev = m.explain(audio_embeddings=self._embedding(audio, m), santa=lam)[0]
+        mine = m is not self.registry.get_record(model).model
+        data = {**ev.to_dict(), "bank": "yours" if mine else "checkpoint", "bank_size": len(m.santa)}
+        return evidence_markdown(data), data
+
+    # -- your own caption bank ---------------------------------------------------------------------------
+    @friendly_call
+    def bank_upload(self, file, model, request: gr.Request = None, progress=gr.Progress()):
+        """Build a Santa bank from an uploaded .txt / .csv of captions, for this session only. Returns status."""
+        from mats.bank import read_captions
+
+        path = _upload_path(file)
+        if path is None:
+            raise DataError("No caption file yet: upload a .txt (one caption per line) or a .csv with a 'caption' "
+                            "column.")
+        progress(0.05, desc="reading captions")
+        name = Path(path).name
+        captions = read_captions(path, name=name)
+        m, _ = self._load(model)
+        user = UserBank(name=name, captions=captions)
+        progress(0.2, desc=f"embedding {len(captions.texts):,} captions")
+        built = self.banks.build(user, m)
+        self.banks.put(request, user)
+        return bank_markdown(user, built, self.registry.label(model))
+
+    @friendly_call
+    def bank_remove(self, request: gr.Request = None):
+        """Forget this session's caption bank: answers use each checkpoint's own bank again."""
+        user = self.banks.drop(request)
+        if user is None:
+            return NO_BANK
+        return f"Removed your caption bank ({markdown_literal(user.name)}). {NO_BANK}"
+
+    def bank_status(self, request: gr.Request = None) -> str:
+        user = self.banks.get(request)
+        if user is None:
+            return NO_BANK
+        built = next(iter(user.built.values()), None)
+        return bank_markdown(user, built, None) if built else NO_BANK
+
+    def end_session(self, request: gr.Request = None) -> None:
+        self.banks.drop(request)
+
+    # -- long clips as a timeline --------------------------------------------------------------------------
+    @friendly_call
+    def timeline(self, audio, task, model, santa, beams, max_new_tokens, sample, temperature,
+                 request: gr.Request = None, progress=gr.Progress()):
+        """One row per window of the whole clip (up to 10 minutes): (table, spectrogram with the window
+        boundaries, CSV file, status)."""
+        from mats.audio import window_bounds
+        from mats.timeline import timeline
+
+        s = Settings.parse(santa, beams, max_new_tokens, sample, temperature)
+        if task not in TIMELINE_TASKS:
+            raise MATSError(f"Unknown timeline task '{task}'; choose one of {', '.join(TIMELINE_TASKS)}.")
+        if audio is None:
+            raise AudioError(NO_CLIP)
+        start = time.perf_counter()
+        progress(0, desc="loading the model")
+        m, _ = self._load(model, request)
+        enc = m.encoder
+        prepared = prepare_clip(audio, int(enc.sample_rate), float(enc.window_seconds), max_seconds=HARD_MAX_SECONDS)
+        clip = prepared.clip
+
+        def report(done, total, what):
+            n = total // 2
+            progress(done / total, desc=f"{what}: window {done if what == 'listening' else done - n} of {n}")
+
+        rows = timeline(m, clip, task=TIMELINE_TASKS[task], santa=s.santa, progress=report,
+                        num_beams=s.num_beams, **s.gen_kwargs())
+        seconds = time.perf_counter() - start
+        what = "tags" if TIMELINE_TASKS[task] == "classify" else "caption"
+        table = [[i + 1, _clock(r["start"]), _clock(r["end"]), r["text"], r["familiarity"],
+                  r["nearest"] or "", r["similarity"]] for i, r in enumerate(rows)]
+        headers = ["#", "start", "end", what, "familiarity", "nearest bank caption", "similarity"]
+        bounds = window_bounds(len(clip.waveform), enc.window_samples)
+        image = spectrogram_image(clip.waveform, clip.sample_rate,
+                                  markers=[(a / clip.sample_rate, b / clip.sample_rate) for a, b in bounds])
+        path = _csv_file("timeline", ["window", "start_s", "end_s", what, "familiarity", "nearest_caption",
+                                      "similarity"],
+                         [[i + 1, r["start"], r["end"], r["text"], r["familiarity"], r["nearest"] or "",
+                           r["similarity"]] for i, r in enumerate(rows)])
+        label = self._label(model, m)
+        status = (f"**{len(rows)} window{'s' if len(rows) != 1 else ''}** of {enc.window_seconds:g} s over "
+                  f"{_clock(clip.info.duration_s)} · **{markdown_literal(label)}** on `{m.device}` · {seconds:.1f} s "
+                  f"({len(rows) / seconds:.1f} windows/s) · {s.describe()}")
+        return _frame(headers, table), image, path, status
+
+    # -- many clips at once --------------------------------------------------------------------------------
+    @friendly_call
+    def batch(self, files, labels, model, santa, beams, max_new_tokens, sample, temperature,
+              request: gr.Request = None, progress=gr.Progress()):
+        """Caption, tags and zero-shot scores for many files (or a .zip): (table, CSV file, status)."""
+        from mats.batch import gather, run_batch
+
+        s = Settings.parse(santa, beams, max_new_tokens, sample, temperature)
+        wanted = parse_labels(labels)
+        paths = [p for p in (_upload_path(f) for f in (files or [])) if p]
+        if not paths:
+            raise AudioError("No files yet: upload audio files (wav, flac, ogg, mp3) or a .zip of them.")
+        start = time.perf_counter()
+        progress(0, desc="loading the model")
+        m, _ = self._load(model, request)
+        with tempfile.TemporaryDirectory(prefix="mats-batch-") as work:
+            items = gather(paths, work)
+            rows = run_batch(m, items, labels=wanted or None, santa=s.santa, num_beams=s.num_beams,
+                             progress=lambda d, n, w: progress(d / n, desc=f"clip {d} of {n}"), **s.gen_kwargs())
+        seconds = time.perf_counter() - start
+        headers = ["file", "caption", "tags", *[f"score: {l}" for l in wanted], "error"]
+        table = [[r["file"], r["caption"], r["tags"],
+                  *[round(r["scores"][l], 4) if r["scores"] else None for l in wanted], r["error"]] for r in rows]
+        path = _csv_file("batch", headers, table)
+        failed = sum(1 for r in rows if r["error"])
+        status = (f"**{len(rows) - failed} of {len(rows)} files answered**"
+                  + (f", {failed} could not be used (see the error column)" if failed else "")
+                  + f" · **{markdown_literal(self._label(model, m))}** on `{m.device}` · {seconds:.1f} s "
+                  f"({len(rows) / seconds:.2f} files/s) · {s.describe()}")
+        return _frame(headers, table), path, status
+
+
+def _prepare_evidence(model) -> None:
+    try:
+        model.prepare_evidence()
+    except Exception:  # the evidence event will report it in words; the answer itself is not affected
+        log.exception("could not prepare the Santa evidence")
+
+
+TIMELINE_TASKS = {"Caption": "caption", "Tags": "classify"}
+NO_BANK = ("No caption bank of yours: answers use each checkpoint's own memory bank. Upload a .txt (one caption per "
+           "line) or a .csv with a 'caption' column, up to 50,000 lines; it stays in this browser session only.")
+
+
+def _upload_path(file) -> str | None:
+    """What a gr.File / gr.UploadButton hands over (a path, or a FileData-like dict from API callers)."""
+    if file is None:
+        return None
+    if isinstance(file, dict):
+        file = file.get("path")
+    return str(file) if file else None
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(float(seconds), 60)
+    return f"{int(m)}:{s:04.1f}"
+
+
+def _frame(headers: list[str], rows: list[list]):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=headers)
+
+
+def _csv_file(kind: str, headers: list[str], rows: list[list]) -> str:
+    """A CSV in a fresh temporary folder (Gradio serves it as a download)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"mats-{kind}-"))
+    path = folder / f"mats-{kind}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(headers)
+        w.writerows(rows)
+    return str(path)
+
+
+def evidence_markdown(ev: dict) -> str:
+    """Santa evidence for the page: the top captions with their weights, lambda, and the familiarity cue in words."""
+    lam = ev["strength"]
+    bank = "your caption bank" if ev.get("bank") == "yours" else "the checkpoint's memory bank"
+    if lam > 0:
+        head = (f"**What Santa leaned on** (λ = {lam:.2f}: the model heard {100 * (1 - lam):.0f} % the clip and "
+                f"{100 * lam:.0f} % these captions from {bank}, mixed by weight)")
+    else:
+        head = (f"**What Santa would lean on** (λ = 0: this answer used the clip alone; raise λ to mix in these "
+                f"captions from {bank})")
+    lines = [head, "", "| caption | weight | similarity to the clip |", "|---|---:|---:|"]
+    for c in ev["captions"]:
+        lines.append(f"| {markdown_literal(c['text'])} | {c['weight']:.2f} | {c['similarity']:.2f} |")
+    level, _, words = ev["note"].partition(":")
+    lines += ["", f"**{markdown_literal(level)}:**{markdown_literal(words)} (Nearest caption: "
+                  f"“{markdown_literal(ev['nearest'])}”, similarity {ev['nearest_similarity']:.2f}.)"]
+    return "\n".join(lines)
+
+
+def bank_markdown(user: UserBank, built, model_label: str | None) -> str:
+    src = user.captions
+    skipped = f" Skipped {src.skipped:,} line{'s' if src.skipped != 1 else ''}: " + "; ".join(
+        f"{n:,} {why}" for why, n in src.reasons.items()) + "." if src.skipped else ""
+    dup = len(src.texts) - built.unique
+    dup_note = f" {dup:,} repeated line{'s' if dup != 1 else ''} embedded once." if dup else ""
+    who = f" with {markdown_literal(model_label)}'s encoder" if model_label else ""
+    return (f"**Your caption bank: {built.unique:,} captions** from {markdown_literal(user.name)} "
+            f"({src.lines:,} lines read), built in **{built.seconds:.1f} s**{who}.{dup_note}{skipped} "
+            "Every task uses it now, in this browser session only; remove it to go back to the checkpoint's bank.")
 
 
 SANTA_INFO = "0 = audio only; higher blends in similar training captions to bridge the audio-text gap."

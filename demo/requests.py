@@ -28,7 +28,9 @@ def request_error(message: str) -> gr.Error:
 def parameter_names(block_fn) -> list[str]:
     """The API's names for an event's inputs: the handler's own parameter names (as view_api lists them)."""
     try:
-        params = [p.name for p in inspect.signature(block_fn.fn).parameters.values()]
+        # Gradio fills ``request`` (gr.Request) and ``progress`` (gr.Progress) itself: they are not inputs.
+        params = [p.name for p in inspect.signature(block_fn.fn).parameters.values()
+                  if p.name not in ("request", "progress")]
     except (TypeError, ValueError):
         params = []
     labels = [getattr(b, "label", None) or type(b).__name__.lower() for b in block_fn.inputs]
@@ -48,6 +50,19 @@ def check_value(block, name: str, value) -> str | None:
         if isinstance(value, dict) and isinstance(value.get("path"), str):
             return None  # Gradio checks the path is an upload of this server (a server path stays refused)
         return f"'{name}': {CLIP_MUST_BE_UPLOADED} Got {_shown(value)}."
+    if isinstance(block, gr.File):
+        items = value if isinstance(value, list) else [value]
+        for v in items:
+            if v is None:
+                continue
+            if not (isinstance(v, dict) and isinstance(v.get("path"), str)):
+                return (f"'{name}' must be uploaded files (from Python: gradio_client.handle_file('name.ext')); "
+                        f"got {_shown(v)}.")
+            shown = str(v.get("orig_name") or v["path"]).replace("\\", "/").rsplit("/", 1)[-1]
+            types = [t.lower() for t in (block.file_types or []) if t.startswith(".")]
+            if types and not shown.lower().endswith(tuple(types)):
+                return f"'{name}' must be a {' or '.join(types)} file, got {_shown(shown)}."
+        return None
     if isinstance(block, gr.Slider):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"'{name}' must be a number between {block.minimum:g} and {block.maximum:g}, got {_shown(value)}."

@@ -1,6 +1,7 @@
 """The page: layout and event wiring. The logic lives in ``demo.handlers``; this file only arranges it.
 
-API: ``/caption``, ``/classify``, ``/ask`` and ``/compare`` are public and stable for ``gradio_client``
+API: ``/caption``, ``/classify``, ``/ask``, ``/compare``, ``/santa`` (Santa evidence), ``/bank`` and
+``/bank_remove`` (your caption bank), ``/timeline`` and ``/batch`` are public and stable for ``gradio_client``
 users; the page's helper events (clip facts, slider defaults, status refresh) are private.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from demo.clips import DEMO_MAX_SECONDS, QUEUE_SIZE
-from demo.handlers import SANTA_INFO, Handlers, no_model_markdown
+from demo.handlers import NO_BANK, SANTA_INFO, TIMELINE_TASKS, Handlers, no_model_markdown
 from demo.models import PAPER_URL, ModelRegistry
 from demo.requests import MATSBlocks
 
@@ -57,6 +58,8 @@ refused.
 CSS = """
 .mats-status { font-size: 0.85em; opacity: 0.85; min-height: 1.5em; }
 .mats-facts ul { margin-top: 0; }
+.mats-evidence { font-size: 0.9em; }
+.mats-evidence table { font-size: 0.92em; }
 """
 
 
@@ -75,7 +78,7 @@ def theme() -> gr.themes.Base:
 
 def launch_kwargs() -> dict:
     """What ``Blocks.launch`` needs besides host/port (Gradio 6 takes theme and CSS here)."""
-    return {"theme": theme(), "css": CSS, "ssr_mode": False, "max_file_size": "200mb"}
+    return {"theme": theme(), "css": CSS, "ssr_mode": False, "max_file_size": "500mb"}
 
 
 def _gpu(fn):
@@ -134,6 +137,15 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
                         temperature = gr.Slider(0.1, 2.0, value=d.temperature if d.temperature > 0 else 1.0,
                                                 step=0.05, label="Temperature", info="used when sampling")
                 settings = [santa, beams, max_tokens, sample, temperature]
+                with gr.Accordion("Your caption bank (this session only)", open=False, elem_id="bank"):
+                    gr.Markdown("Swap Santa's memory for captions of your own domain: no training. Upload a .txt "
+                                "(one caption per line) or a .csv with a 'caption' column, up to 50,000 lines.")
+                    bank_file = gr.File(label="Caption file (.txt or .csv)", file_types=[".txt", ".csv"],
+                                        type="filepath", elem_id="bank-file", height=90)
+                    with gr.Row():
+                        bank_btn = gr.Button("Build my bank", variant="secondary", elem_id="bank-btn")
+                        bank_remove = gr.Button("Remove it", elem_id="bank-remove-btn")
+                    bank_md = gr.Markdown(NO_BANK, elem_id="bank-status", elem_classes=["mats-status"])
 
                 with gr.Tabs():
                     with gr.Tab("Caption", id="caption"):
@@ -142,6 +154,7 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
                                              elem_id="caption-out")
                         cap_status = gr.Markdown(elem_id="caption-status", label="caption status", show_label=False,
                                                  elem_classes=["mats-status"])
+                        cap_evidence = gr.Markdown(elem_id="caption-evidence", elem_classes=["mats-evidence"])
                     with gr.Tab("Classify", id="classify"):
                         labels = gr.Textbox(label="Your labels (optional)",
                                             placeholder="dog, rain, siren, church bells",
@@ -154,6 +167,7 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
                                               elem_id="classify-scores")
                         cls_status = gr.Markdown(elem_id="classify-status", label="classify status", show_label=False,
                                                  elem_classes=["mats-status"])
+                        cls_evidence = gr.Markdown(elem_id="classify-evidence", elem_classes=["mats-evidence"])
                     with gr.Tab("Ask", id="ask"):
                         question = gr.Textbox(label="Question", placeholder="What is making the sound?",
                                               elem_id="question")
@@ -164,6 +178,7 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
                                              elem_id="ask-out")
                         ask_status = gr.Markdown(elem_id="ask-status", label="ask status", show_label=False,
                                                  elem_classes=["mats-status"])
+                        ask_evidence = gr.Markdown(elem_id="ask-evidence", elem_classes=["mats-evidence"])
                     with gr.Tab("Compare", id="compare"):
                         with gr.Row():
                             model_a = gr.Dropdown(choices=choices, value=first, label="Model A", elem_id="model-a",
@@ -187,6 +202,33 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
                                                    elem_id="compare-b")
                                 cmp_b_status = gr.Markdown(elem_id="compare-b-status", label="compare b status",
                                                            show_label=False, elem_classes=["mats-status"])
+                    with gr.Tab("Timeline", id="timeline"):
+                        gr.Markdown("One answer per window of the whole clip (up to 10 minutes), with the window "
+                                    "boundaries on the spectrogram and a CSV to download.")
+                        with gr.Row():
+                            tl_task = gr.Radio(list(TIMELINE_TASKS), value="Caption", label="Each window gets",
+                                               elem_id="timeline-task")
+                            tl_btn = gr.Button("Timeline", variant="primary", elem_id="timeline-btn")
+                        tl_status = gr.Markdown(elem_id="timeline-status", elem_classes=["mats-status"])
+                        tl_table = gr.Dataframe(label="Timeline", interactive=False, wrap=True,
+                                                elem_id="timeline-table")
+                        tl_spec = gr.Image(label="Windows on the spectrogram", type="numpy", format="png",
+                                           interactive=False, height=220, elem_id="timeline-spectrogram")
+                        tl_csv = gr.File(label="Timeline (CSV)", interactive=False, elem_id="timeline-csv")
+                    with gr.Tab("Batch", id="batch"):
+                        gr.Markdown("Many clips at once: upload audio files or a .zip of them (up to 200 files, "
+                                    "10 minutes each, 500 MB in all).")
+                        batch_files = gr.File(label="Clips or a .zip", file_count="multiple", type="filepath",
+                                              elem_id="batch-files", height=110)
+                        batch_labels = gr.Textbox(label="Labels to score (optional)", placeholder="dog, rain, siren",
+                                                  info="Comma-separated; each file gets a zero-shot score per label.",
+                                                  elem_id="batch-labels")
+                        batch_btn = gr.Button("Run the batch", variant="primary", elem_id="batch-btn")
+                        batch_status = gr.Markdown(elem_id="batch-status", elem_classes=["mats-status"])
+                        batch_table = gr.Dataframe(label="One row per file", interactive=False, wrap=True,
+                                                   elem_id="batch-table")
+                        batch_csv = gr.File(label="Results (CSV)", interactive=False, elem_id="batch-csv")
+                evidence_json = gr.JSON(visible=False, label="Santa evidence")
 
         with gr.Accordion("About MATS and this demo", open=False):
             gr.Markdown(ABOUT)
@@ -197,7 +239,8 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
         audio.change(h.clip_facts, [audio, model], [facts, spec], show_progress="minimal", **facts_group, **private)
         # A new clip makes the old answers stale: clear them rather than show them next to it.
         answers = [cap_out, cap_status, cls_out, cls_scores, cls_status, ask_out, ask_status,
-                   cmp_a, cmp_b, cmp_a_status, cmp_b_status]
+                   cmp_a, cmp_b, cmp_a_status, cmp_b_status, cap_evidence, cls_evidence, ask_evidence, tl_status,
+                   batch_status]
         audio.change(lambda: [None if c is cls_scores else "" for c in answers], None, answers, queue=False,
                      show_progress="hidden", **private)
         model.change(h.model_defaults, [model], [santa, max_tokens], queue=False, **private).then(
@@ -215,9 +258,24 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
             cmp_btn.click(_gpu(h.compare), [audio, cmp_task, cmp_question, model_a, model_b, *settings],
                           [cmp_a, cmp_b, cmp_a_status, cmp_b_status], api_name="compare", **device_group),
         ]
+        # Santa evidence under each answer, once the answer is there (the clip's embedding is remembered).
+        for i, (run, shown) in enumerate(zip(runs[:4], [cap_evidence, cls_evidence, ask_evidence, ask_evidence])):
+            run.success(_gpu(h.evidence), [audio, model, santa], [shown, evidence_json], show_progress="minimal",
+                        **device_group, **({"api_name": "santa"} if i == 0 else private))
+        runs += [
+            gr.on([bank_btn.click, bank_file.upload], _gpu(h.bank_upload), [bank_file, model], [bank_md],
+                  api_name="bank", **device_group),
+            bank_remove.click(h.bank_remove, None, [bank_md], api_name="bank_remove"),
+            tl_btn.click(_gpu(h.timeline), [audio, tl_task, model, *settings], [tl_table, tl_spec, tl_csv, tl_status],
+                         api_name="timeline", **device_group),
+            batch_btn.click(_gpu(h.batch), [batch_files, batch_labels, model, *settings],
+                            [batch_table, batch_csv, batch_status], api_name="batch", **device_group),
+        ]
         for run in runs:  # "which models are loaded" follows what the last request loaded
             run.then(h.about_models, None, models_md, queue=False, **private)
         demo.load(h.about_models, None, models_md, queue=False, **private)
+        demo.load(h.bank_status, None, bank_md, queue=False, **private)
+        demo.unload(h.end_session)
 
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
     return demo

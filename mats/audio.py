@@ -166,10 +166,30 @@ def windows(waveform: np.ndarray, window_samples: int) -> np.ndarray:
     if n <= size:
         reps = math.ceil(size / n)
         return np.ascontiguousarray(np.tile(w, reps)[:size][None, :])
+    return np.stack([w[s:e] for s, e in window_bounds(n, size)]).astype(np.float32, copy=False)
+
+
+def window_bounds(n_samples: int, window_samples: int) -> list[tuple[int, int]]:
+    """(start, end) sample of each window ``windows`` cuts (a clip shorter than a window: the clip itself)."""
+    n, size = int(n_samples), int(window_samples)
+    if n <= size:
+        return [(0, n)]
     starts = list(range(0, n - size + 1, size))
     if starts[-1] + size < n:
         starts.append(n - size)
-    return np.stack([w[s : s + size] for s in starts]).astype(np.float32, copy=False)
+    return [(s, s + size) for s in starts]
+
+
+def try_load_clip(source: Any, target_sr: int, max_seconds: float | None = DEFAULT_MAX_SECONDS
+                  ) -> tuple["Clip | None", str | None]:
+    """``(clip, None)`` for a clip with something to hear, else ``(None, reason)``: how ``mats eval`` and the demo's
+    batch tab load many files, where one bad file must not stop the rest."""
+    from mats.errors import MATSError
+
+    try:
+        return check_signal(load_clip(source, target_sr=target_sr, max_seconds=max_seconds)), None
+    except (MATSError, OSError, RuntimeError, ValueError) as e:
+        return None, f"{type(e).__name__}: {e}"
 
 
 def signal_problem(mono: np.ndarray, sample_rate: int) -> str | None:

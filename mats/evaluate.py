@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mats.audio import AUDIO_SUFFIXES as AUDIO_EXTS
-from mats.errors import ConfigError, DataError, MATSError
+from mats.errors import ConfigError, DataError
 from mats.metrics import (
     MAPPING_RULE,
     accuracy,
@@ -456,7 +456,7 @@ def _embed(model, data: EvalData, cache: dict, skipped: dict[str, str], batch_si
     in ``skipped`` with the reason), then model.embed_clips on the decoded batch. Returns (clip keys, [N, D])."""
     import torch
 
-    from mats.audio import check_signal, load_clip
+    from mats.audio import try_load_clip
 
     store = cache.setdefault(_encoder_key(model.encoder), {})
     todo = [c for c in data.clips if c not in store and c not in skipped]
@@ -464,10 +464,11 @@ def _embed(model, data: EvalData, cache: dict, skipped: dict[str, str], batch_si
         for start in range(0, len(todo), batch_size):
             loaded = []
             for clip in todo[start : start + batch_size]:
-                try:
-                    loaded.append((clip, check_signal(load_clip(data.paths[clip], target_sr=model.encoder.sample_rate))))
-                except (MATSError, OSError, RuntimeError, ValueError) as e:
-                    skipped[clip] = f"{type(e).__name__}: {e}"
+                decoded, problem = try_load_clip(data.paths[clip], model.encoder.sample_rate)
+                if problem:
+                    skipped[clip] = problem
+                else:
+                    loaded.append((clip, decoded))
             if loaded:
                 emb = model.embed_clips([c for _, c in loaded]).float().cpu()
                 for (clip, _), row in zip(loaded, emb):

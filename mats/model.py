@@ -8,6 +8,7 @@ tokens are embedded with the LM's own embedding table so LoRA and the chat templ
 """
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from mats.lm import attach_lora, default_device, default_dtype, load_lm
 from mats.mapper import PrefixMapper
 from mats.data import humanise_label
 from mats.prompts import PromptFormat, instruction_for, resolve_style
-from mats.santa import SantaBank, add_noise
+from mats.santa import Evidence, SantaBank, add_noise
 
 IGNORE = -100
 
@@ -377,6 +378,43 @@ class MATS(torch.nn.Module):
         scale = getattr(self.encoder, "logit_scale", 100.0)
         probs = torch.softmax(scale * F.normalize(audio_embeddings.float(), dim=-1) @ text.T, dim=-1)
         return [dict(zip(labels, map(float, row))) for row in probs]
+
+    # ------------------------------------------------------------------ Santa evidence and your own bank
+    def explain(self, clip=None, santa: float | None = None, top: int = 5, sr: int | None = None,
+                audio_embeddings: torch.Tensor | None = None) -> Evidence | list[Evidence]:
+        """What Santa leaned on: the top bank captions with their weights, lambda, and how familiar the clip is.
+
+        Returns an ``Evidence`` for one clip, a list for a list of clips or for ``audio_embeddings`` ([N, D]).
+        """
+        if self.santa is None:
+            raise MATSError("This checkpoint has no Santa memory bank, so there is no evidence to show.")
+        lam = self.config.santa.strength if santa is None else float(santa)
+        if not 0.0 <= lam <= 1.0:
+            raise MATSError(f"Santa strength must be between 0 and 1 (got {lam}); 0 = audio only.")
+        many = audio_embeddings is not None or _is_batch(clip)
+        audio = audio_embeddings if audio_embeddings is not None else self.embed_clips(clip if many else [clip], sr=sr)
+        self.prepare_evidence()
+        out = self.santa.evidence(audio, strength=lam, top=top)
+        return out if many else out[0]
+
+    def prepare_evidence(self) -> None:
+        """Embed the bank's captions once without noise, for the familiarity cue (5,000 captions: ~25 s on one CPU
+        thread, then read from the on-disk text cache); after that ``explain`` takes milliseconds."""
+        bank = self.santa
+        if bank is None or bank.clean is not None:
+            return
+        from mats.bank import TextEmbeddingCache
+
+        with bank.clean_lock:  # not MATS.lock: generation goes on meanwhile
+            if bank.clean is None:
+                bank.clean = TextEmbeddingCache(self.encoder).embed(bank.texts).float().cpu()
+
+    def with_bank(self, bank: SantaBank | None) -> "MATS":
+        """This model answering with another Santa bank (e.g. ``mats.bank.caption_bank``): weights, LM and lock are
+        shared, nothing is copied, and the original keeps its own bank."""
+        view = copy.copy(self)
+        view.santa = bank
+        return view
 
     # ------------------------------------------------------------------ streaming
     def stream(self, clip, task: str, question: str | None = None, santa: float | None = None,

@@ -90,7 +90,9 @@ def app_url(chromium, tiny_ckpt_gpt2, tiny_ckpt_llama, tmp_path_factory):
     port = _free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "app.py", "--model", str(tiny_ckpt_gpt2), "--model", str(tiny_ckpt_llama),
+    # MATS_BROWSER_MODELS=a,b runs the page with other checkpoints (the README's screenshots use the shipped ones).
+    models = [m for m in os.environ.get("MATS_BROWSER_MODELS", "").split(",") if m] or [tiny_ckpt_gpt2, tiny_ckpt_llama]
+    cmd = [sys.executable, "app.py", *[a for m in models for a in ("--model", str(m))],
            "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -203,3 +205,125 @@ def test_page_end_to_end(app_url, tmp_path):
     assert (shots / "demo.png").stat().st_size > 10_000
     assert outside == [], f"the page fetched from outside the app: {outside}"
     assert proc.poll() is None, f"the server must keep serving after an error:\n{log_path.read_text()[-3000:]}"
+
+
+# ---------------------------------------------------------------------------------------------- beyond one answer
+SHOTS = os.environ.get("MATS_SCREENSHOTS")  # a folder: save the README's screenshots of each feature there
+
+
+def _shot(target, name: str, tmp_path) -> None:
+    for close in target.page.locator('[data-testid="toast-close"]').all():  # no stale message over the picture
+        close.click()
+    path = Path(SHOTS or tmp_path) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target.screenshot(path=str(path), type="jpeg", quality=80) if name.endswith(".jpg") else \
+        target.screenshot(path=str(path))
+
+
+def _example_walk(path: Path, seconds: float = 25.0) -> Path:
+    """The example clips one after the other (dog, rain, bells, baby, speech), cut to exactly ``seconds``."""
+    import numpy as np
+    import soundfile as sf
+
+    parts = [sf.read(str(ROOT / "assets" / "examples" / n), dtype="float32")
+             for n in ("dog.flac", "rain.flac", "church_bells.flac", "crying_baby.flac", "speech.flac")]
+    sr = parts[0][1]
+    wave = np.concatenate([w for w, _ in parts])
+    wave = np.resize(wave, int(seconds * sr))  # repeats from the start if the examples are shorter
+    sf.write(str(path), wave, sr)
+    return path
+
+
+def _download(page, elem: str) -> str:
+    """The CSV behind a gr.File's download link, fetched as the browser would."""
+    from playwright.sync_api import expect
+
+    link = page.locator(f"{elem} a[href$='.csv']").first
+    expect(link).to_be_attached(timeout=30000)
+    with urllib.request.urlopen(link.get_attribute("href"), timeout=30) as r:
+        return r.read().decode()
+
+
+def test_evidence_bank_timeline_and_batch_in_the_page(app_url, tmp_path):
+    url, proc, log_path = app_url
+    from playwright.sync_api import expect, sync_playwright
+
+    mine = tmp_path / "harbour.txt"
+    mine.write_text("\n".join([f"a ship horn sounds over the harbour {i}" for i in range(40)]
+                              + ["a dog barks at the harbour", "gulls.wav"]))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    long_clip = _example_walk(tmp_path / "five_sounds.flac")
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt this is text, not audio")
+    examples = [str(ROOT / "assets" / "examples" / n) for n in
+                ("dog.flac", "rain.flac", "church_bells.flac", "crying_baby.flac", "speech.flac")]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 2100, "height": 1000})  # room for the tables
+            page.goto(url)
+            expect(page.locator("#caption-btn")).to_be_visible(timeout=30000)
+            page.locator("#clip").get_by_role("button", name="Upload file").click()
+            page.locator("#clip input[type=file]").set_input_files(DOG)
+            expect(page.locator("#spectrogram img")).to_be_visible(timeout=60000)
+
+            # 1. Santa evidence under the answer: captions, weights, lambda and the familiarity cue in words.
+            page.locator("#caption-btn").click()
+            evidence = page.locator("#caption-evidence")
+            expect(evidence).to_contain_text("What Santa leaned on", timeout=120000)
+            expect(evidence).to_contain_text("λ = 0.30")
+            expect(evidence.locator("table")).to_be_visible()
+            assert 2 <= evidence.locator("table tr").count() <= 6  # header + the top captions (at most 5)
+            expect(evidence).to_contain_text("Nearest caption")
+            assert any(w in evidence.inner_text() for w in ("Familiar:", "Partly familiar:", "Unfamiliar:"))
+            _shot(page.locator("#caption-evidence").locator(".."), "evidence.png", tmp_path)
+
+            # 2. Your own caption bank: a bad file is refused clearly; a good one is used by the next answer.
+            page.get_by_text("Your caption bank (this session only)").click()
+            page.locator("#bank-file input[type=file]").set_input_files(str(empty))
+            expect(page.locator('[data-testid="toast-body"].error', has_text="is empty").first
+                   ).to_be_visible(timeout=60000)
+            page.locator("#bank-file").get_by_role("button", name="Clear").click()
+            page.locator("#bank-file input[type=file]").set_input_files(str(mine))
+            status = page.locator("#bank-status")
+            expect(status).to_contain_text("Your caption bank: 41 captions", timeout=120000)
+            expect(status).to_contain_text("Skipped 1 line")
+            expect(status).to_contain_text("built in")
+            page.locator("#caption-btn").click()
+            expect(page.locator("#caption-status")).to_contain_text("with your caption bank", timeout=120000)
+            expect(evidence).to_contain_text("from your caption bank", timeout=120000)
+            expect(evidence).to_contain_text("harbour")
+            _shot(page.locator("#bank"), "bank.png", tmp_path)
+            page.locator("#bank-remove-btn").click()
+            expect(status).to_contain_text("Removed your caption bank", timeout=30000)
+
+            # 3. Timeline: one row per window, boundaries on the spectrogram, a CSV to download.
+            page.locator("#clip").get_by_role("button", name="Clear").click()
+            page.locator("#clip").get_by_role("button", name="Upload file").click()
+            page.locator("#clip input[type=file]").set_input_files(str(long_clip))
+            expect(page.locator("#clip-facts")).to_contain_text("25.00 s", timeout=60000)
+            page.get_by_role("tab", name="Timeline").click()
+            page.locator("#timeline-btn").click()
+            expect(page.locator("#timeline-status")).to_contain_text("windows", timeout=300000)
+            table = page.locator("#timeline-table")
+            expect(table).to_contain_text("0:20.0")  # a window boundary with 5 s and with 10 s windows
+            expect(table).to_contain_text("0:25.0")
+            expect(page.locator("#timeline-spectrogram img")).to_be_visible()
+            assert _download(page, "#timeline-csv").startswith("window,start_s,end_s,caption")
+            _shot(page.locator("#timeline-status").locator(".."), "timeline.png", tmp_path)
+
+            # 4. Batch: several files, one of them broken, each with its own row; a CSV at the end.
+            page.get_by_role("tab", name="Batch").click()
+            page.locator("#batch-files input[type=file]").set_input_files([*examples, str(broken)])
+            page.locator("#batch-labels textarea").fill("dog, rain")
+            page.locator("#batch-btn").click()
+            expect(page.locator("#batch-status")).to_contain_text("5 of 6 files answered", timeout=300000)
+            batch = page.locator("#batch-table")
+            expect(batch).to_contain_text("broken.wav")
+            expect(batch).to_contain_text("score: rain")
+            assert _download(page, "#batch-csv").startswith("file,caption,tags,score: dog,score: rain,error")
+            _shot(page.locator("#batch-status").locator(".."), "batch.png", tmp_path)
+        finally:
+            browser.close()
+    assert proc.poll() is None, f"the server must keep serving:\n{log_path.read_text()[-3000:]}"

@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("required, outcome", [("", "1 skipped"), ("1", "1 error")])
+@pytest.mark.parametrize("required, outcome", [("", "2 skipped"), ("1", "2 errors")])
 def test_missing_browser_skips_unless_required(required, outcome, tmp_path):
     env = {**os.environ, "MATS_CHROMIUM": str(tmp_path / "no-chromium"), "MATS_REQUIRE_BROWSER": required}
     run = subprocess.run([sys.executable, "-m", "pytest", "tests/test_browser.py", "-rsf", "-q", "-p", "no:cacheprovider"],

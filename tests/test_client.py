@@ -44,9 +44,15 @@ def served(tiny_ckpt_gpt2, tiny_ckpt_llama):
 def test_named_endpoints_are_stable(served):
     client, _ = served
     named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(named) == {"/caption", "/classify", "/ask", "/compare"}
+    assert set(named) == {"/caption", "/classify", "/ask", "/compare", "/santa", "/bank", "/bank_remove", "/timeline",
+                          "/batch"}
     params = [p["parameter_name"] for p in named["/caption"]["parameters"]]
     assert params == ["audio", "model", "santa", "beams", "max_new_tokens", "sample", "temperature"]
+    params = {name: [p["parameter_name"] for p in named[name]["parameters"]] for name in named}
+    assert params["/santa"] == ["audio", "model", "santa"]
+    assert params["/bank"] == ["file", "model"] and params["/bank_remove"] == []
+    assert params["/timeline"] == ["audio", "task", "model", "santa", "beams", "max_new_tokens", "sample", "temperature"]
+    assert params["/batch"] == ["files", "labels", "model", "santa", "beams", "max_new_tokens", "sample", "temperature"]
 
 
 def test_each_endpoint_answers(served):
@@ -164,6 +170,14 @@ def _bad_inputs(tmp):
         ("labels-only-commas", "/classify", [good, " , ,, ", "M", *s], "No labels were read"),
         ("labels-too-many", "/classify", [good, ",".join(f"l{i}" for i in range(40)), "M", *s], "too many"),
         ("compare-task", "/compare", [good, "Dance", "", "M", "M", *s], "'task' must be one of 'Caption', 'Classify', 'Ask'; got 'Dance'"),
+        ("santa-strength", "/santa", [good, "M", 2], "'santa' must be between 0 and 1, got 2"),
+        ("santa-silent", "/santa", [up(str(silent)), "M", 0.3], "silent (every sample is zero)"),
+        ("timeline-task", "/timeline", [good, "Dance", "M", *s], "'task' must be one of 'Caption', 'Tags'; got 'Dance'"),
+        ("timeline-corrupt", "/timeline", [up(str(corrupt)), "Caption", "M", *s], "Could not read rock &amp; roll's"),
+        ("batch-server-path", "/batch", [["/etc/passwd"], "", "M", *s], "'files' must be uploaded files"),
+        ("batch-labels", "/batch", [[good], " , ,", "M", *s], "No labels were read"),
+        ("bank-server-path", "/bank", ["/etc/passwd", "M"], "'file' must be uploaded files"),
+        ("bank-none", "/bank", [None, "M"], "No caption file yet"),
     ]
 
 
@@ -216,3 +230,110 @@ def _raw_call(url: str, endpoint: str, data: list) -> str:
         event = json.loads(r.read())["event_id"]
     with urllib.request.urlopen(f"{base}/{event}", timeout=60) as r:
         return r.read().decode()
+
+
+# ---------------------------------------------------------------------------------------------- beyond one answer
+def test_santa_evidence_endpoint(served):
+    client, (gpt2, _) = served
+    clip = gradio_client.handle_file(DOG)
+    text, data = client.predict(clip, gpt2, 0.3, api_name="/santa")
+    assert data["strength"] == 0.3 and 1 <= len(data["captions"]) <= 5 and data["bank"] == "checkpoint"
+    assert all(set(c) == {"text", "weight", "similarity"} for c in data["captions"])
+    assert data["familiarity"] in ("familiar", "partly familiar", "unfamiliar")
+    assert "What Santa leaned on" in text and data["captions"][0]["text"] in text and "λ = 0.30" in text
+    _, zero = client.predict(clip, gpt2, 0.0, api_name="/santa")
+    assert zero["strength"] == 0.0
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="No clip yet"):
+        client.predict(None, gpt2, 0.3, api_name="/santa")
+
+
+def test_your_caption_bank_is_used_by_every_task_in_this_session_only(served, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    client, (gpt2, _) = served
+    clip = gradio_client.handle_file(DOG)
+    mine = tmp_path / "harbour.txt"
+    mine.write_text("\n".join(f"a ship horn sounds over the harbour {i}" for i in range(40)) + "\nbird.wav\n")
+    status = client.predict(gradio_client.handle_file(str(mine)), gpt2, api_name="/bank")
+    assert "Your caption bank: 40 captions" in status and "built in" in status and "Skipped 1 line" in status
+    _, data = client.predict(clip, gpt2, 0.3, api_name="/santa")
+    assert data["bank"] == "yours" and data["bank_size"] == 40
+    assert all(c["text"].startswith("a ship horn") for c in data["captions"])
+    _, status = client.predict(clip, gpt2, *SETTINGS, api_name="/caption")
+    assert "with your caption bank" in status
+    other = gradio_client.Client(client.src, verbose=False, download_files=False)  # another visitor
+    _, theirs = other.predict(clip, gpt2, 0.3, api_name="/santa")
+    assert theirs["bank"] == "checkpoint"
+    for name, content, words in [("empty.txt", b"", "is empty"), ("blob.txt", bytes(range(256)) * 4, "looks binary"),
+                                 ("cols.csv", b"file,label\na.wav,dog\n", "no caption column"),
+                                 ("big.txt", b"a caption\n" * 50_001, "the limit is 50,000"),
+                                 ("notes.pdf", b"%PDF-1.4", "'file' must be a .txt or .csv file, got 'notes.pdf'")]:
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        with pytest.raises(AppError, match=words):
+            client.predict(gradio_client.handle_file(str(bad)), gpt2, api_name="/bank")
+    assert "Removed your caption bank" in client.predict(api_name="/bank_remove")
+    _, data = client.predict(clip, gpt2, 0.3, api_name="/santa")
+    assert data["bank"] == "checkpoint"
+
+
+def _sweep(seconds: float, sr: int = 16000):
+    import numpy as np
+
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * (200 + 30 * t) * t)).astype(np.float32)
+
+
+def test_timeline_endpoint(served, tmp_path):
+    import csv
+
+    client, (_, llama) = served
+    path = _wav(tmp_path, "long.wav", _sweep(25.0))
+    table, image, csv_file, status = client.predict(gradio_client.handle_file(str(path)), "Caption", llama,
+                                                    *SETTINGS, api_name="/timeline")
+    assert table["headers"][:4] == ["#", "start", "end", "caption"]
+    assert [r[1:3] for r in table["data"]] == [["0:00.0", "0:10.0"], ["0:10.0", "0:20.0"], ["0:15.0", "0:25.0"]]
+    assert all(r[3] and r[4] for r in table["data"]) and "3 windows" in status
+    with open(csv_file if isinstance(csv_file, str) else csv_file["path"], newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:4] == ["window", "start_s", "end_s", "caption"] and len(rows) == 4
+    again = client.predict(gradio_client.handle_file(str(path)), "Caption", llama, *SETTINGS, api_name="/timeline")
+    assert again[0]["data"] == table["data"]  # deterministic windows, greedy answers
+    tags, *_ = client.predict(gradio_client.handle_file(DOG), "Tags", llama, *SETTINGS, api_name="/timeline")
+    assert tags["headers"][3] == "tags" and len(tags["data"]) == 1
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="No clip yet"):
+        client.predict(None, "Caption", llama, *SETTINGS, api_name="/timeline")
+
+
+def test_batch_endpoint(served, tmp_path):
+    import csv
+    import zipfile
+
+    import numpy as np
+
+    client, (gpt2, _) = served
+    silent = _wav(tmp_path, "silent.wav", np.zeros(16000, np.float32))
+    z = tmp_path / "more.zip"
+    with zipfile.ZipFile(z, "w") as zz:
+        zz.write(DOG, "sub/dog_again.flac")
+        zz.writestr("../escape.wav", b"x")
+    up = gradio_client.handle_file
+    table, csv_file, status = client.predict([up(DOG), up(str(silent)), up(str(z))], "dog, rain", gpt2, *SETTINGS,
+                                             api_name="/batch")
+    assert table["headers"] == ["file", "caption", "tags", "score: dog", "score: rain", "error"]
+    rows = {r[0]: r for r in table["data"]}
+    assert set(rows) == {"dog.flac", "silent.wav", "more.zip/sub/dog_again.flac", "more.zip/../escape.wav"}
+    assert rows["dog.flac"][1] and rows["dog.flac"][1] == rows["more.zip/sub/dog_again.flac"][1]
+    assert abs(rows["dog.flac"][3] + rows["dog.flac"][4] - 1) < 1e-3 and not rows["dog.flac"][5]
+    assert "silent" in rows["silent.wav"][5] and "unsafe path" in rows["more.zip/../escape.wav"][5]
+    assert "2 of 4 files answered" in status
+    with open(csv_file if isinstance(csv_file, str) else csv_file["path"], newline="") as f:
+        assert len(list(csv.reader(f))) == 5
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="No files yet"):
+        client.predict([], "", gpt2, *SETTINGS, api_name="/batch")

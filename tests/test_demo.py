@@ -168,6 +168,60 @@ def test_default_checkpoints_are_found_from_any_directory(tmp_path, monkeypatch)
     assert reg.choices[0].location == str(repo / "assets" / "mats-smollm2")
 
 
+def test_model_menu_opens_on_the_strongest_shipped_checkpoint(tmp_path, monkeypatch):
+    import demo.models
+
+    repo = tmp_path / "repo"
+    for name in ("mats-gpt2-mini", "mats-smollm2"):
+        (repo / "assets" / name).mkdir(parents=True)
+        (repo / "assets" / name / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo.models, "REPO_ROOT", repo)
+    reg = ModelRegistry.from_sources(None)
+    assert [c[1] for c in reg.dropdown_choices()] == ["assets/mats-smollm2", "assets/mats-gpt2-mini"]
+    from demo.ui import build_demo
+
+    page = build_demo(reg)
+    menu = next(b for b in page.blocks.values() if getattr(b, "elem_id", None) == "model")
+    assert menu.value == "assets/mats-smollm2"
+    # Models named on the command line keep their order: the first one given is the default.
+    assert ModelRegistry.from_sources([str(repo / "assets" / "mats-gpt2-mini")]).dropdown_choices()[0][0] == \
+        "mats-gpt2-mini"
+
+
+def test_bank_and_evidence_handlers_say_what_is_wrong(handlers, registry, tmp_path):
+    src = registry.usable[0].source
+    with pytest.raises(gr.Error, match="No caption file yet"):
+        handlers.bank_upload(None, src)
+    bad = tmp_path / "x.csv"
+    bad.write_text("file,label\na.wav,dog\n")
+    with pytest.raises(gr.Error, match="no caption column") as e:
+        handlers.bank_upload(str(bad), src)
+    assert e.value.title == "Problem with the caption file"
+    with pytest.raises(gr.Error, match="between 0 and 1"):
+        handlers.evidence(DOG, src, 3)
+    with pytest.raises(gr.Error, match="No clip yet"):
+        handlers.timeline(None, "Caption", src, *settings())
+    with pytest.raises(gr.Error, match="Unknown timeline task"):
+        handlers.timeline(DOG, "Dance", src, *settings())
+    with pytest.raises(gr.Error, match="No files yet"):
+        handlers.batch([], "", src, *settings())
+    assert "No caption bank of yours" in handlers.bank_remove()
+
+
+def test_first_use_of_a_model_prepares_the_evidence_in_the_background(tiny_ckpt_gpt2):
+    reg = ModelRegistry.from_sources([str(tiny_ckpt_gpt2)], device="cpu")
+    h = Handlers(reg)
+    h.clip_facts(DOG, reg.usable[0].source)  # an upload loads the model
+    model = reg.get(reg.usable[0].source)
+    deadline = time.monotonic() + 60
+    while model.santa.clean is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert model.santa.clean is not None and model.santa.clean.shape[0] == len(model.santa)
+    text, data = h.evidence(DOG, reg.usable[0].source, 0.3)
+    assert data["bank"] == "checkpoint" and "What Santa leaned on" in text
+
+
 def test_inspect_source_explains_problems(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert "does not exist" in inspect_source(str(tmp_path / "nope")).problem
@@ -398,9 +452,10 @@ def test_page_wires_stable_api_names_and_one_device_queue(registry):
 
     demo = build_demo(registry, queue_size=5, concurrency=1)
     public = {fn.api_name: fn for fn in demo.fns.values() if fn.api_visibility == "public"}
-    assert set(public) == {"caption", "classify", "ask", "compare"}
-    assert {fn.concurrency_id for fn in public.values()} == {"mats-cpu"}
-    assert all(fn.concurrency_limit == 1 for fn in public.values())
+    assert set(public) == {"caption", "classify", "ask", "compare", "santa", "bank", "bank_remove", "timeline", "batch"}
+    device = {name: fn for name, fn in public.items() if name != "bank_remove"}  # forgetting a bank needs no device
+    assert {fn.concurrency_id for fn in device.values()} == {"mats-cpu"}
+    assert all(fn.concurrency_limit == 1 for fn in device.values())
     assert demo._queue.max_size == 5
 
 
