@@ -398,10 +398,14 @@ class MATS(torch.nn.Module):
         return out if many else out[0]
 
     def prepare_evidence(self) -> None:
-        """Embed the bank's captions once without noise, for the familiarity cue (5,000 captions: ~25 s on one CPU
-        thread, then read from the on-disk text cache); after that ``explain`` takes milliseconds."""
+        """Noise-free caption embeddings for the familiarity cue. A clean bank (``santa.bank_noise_variance`` 0, as
+        shipped) has them already; a noisy one (the paper's) gets its captions embedded once (5,000 captions: ~25 s on
+        one CPU thread, then read from the on-disk text cache). After that ``explain`` takes milliseconds."""
         bank = self.santa
         if bank is None or bank.clean is not None:
+            return
+        if self.config.santa.bank_noise_variance == 0:  # a clean bank (the shipped ones): nothing to embed
+            bank.clean = bank.embeddings
             return
         from mats.bank import TextEmbeddingCache
 

@@ -202,3 +202,20 @@ def test_batch_limits(tmp_path, monkeypatch):
     bad.write_bytes(b"not a zip")
     with pytest.raises(MATSError, match="not a readable zip"):
         batch.gather([str(bad)], tmp_path)
+
+
+def test_a_clean_bank_is_its_own_evidence_reference(tiny_ckpt_gpt2, tmp_path):
+    """A bank built without noise (santa.bank_noise_variance 0, as shipped) is used as is for the familiarity
+    cue: nothing is embedded again, and the nearest caption of a caption's own text embedding is that caption."""
+    from mats import MATS
+    from mats.cli import main
+
+    texts = tmp_path / "captions.txt"
+    texts.write_text("\n".join(f"a bell rings {i} times" for i in range(24)) + "\n")
+    out = tmp_path / "clean"
+    assert main(["bank", "build", str(tiny_ckpt_gpt2), str(texts), "--out", str(out), "--noise", "0"]) == 0
+    m = MATS.from_pretrained(out, device="cpu")
+    m.prepare_evidence()
+    assert m.santa.clean is m.santa.embeddings
+    ev = m.explain(audio_embeddings=m.encoder.embed_text([m.santa.texts[5]]))[0]
+    assert ev.nearest == m.santa.texts[5] and ev.nearest_similarity == pytest.approx(1.0, abs=1e-4)
