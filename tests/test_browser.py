@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -271,8 +272,9 @@ def test_evidence_bank_timeline_and_batch_in_the_page(app_url, tmp_path):
             # 1. Santa evidence under the answer: captions, weights, lambda and the familiarity cue in words.
             page.locator("#caption-btn").click()
             evidence = page.locator("#caption-evidence")
-            expect(evidence).to_contain_text("What Santa leaned on", timeout=120000)
-            expect(evidence).to_contain_text("λ = 0.30")
+            # At the checkpoint's default λ: 0.3 for the tiny model ("leaned on"), 0 for the shipped MATS-SmolLM2
+            # ("would lean on": the answer used the clip alone, the captions are still shown).
+            expect(evidence).to_contain_text(re.compile(r"What Santa (leaned on|would lean on) \(λ = 0"), timeout=120000)
             expect(evidence.locator("table")).to_be_visible()
             assert 2 <= evidence.locator("table tr").count() <= 6  # header + the top captions (at most 5)
             expect(evidence).to_contain_text("Nearest caption")
