@@ -233,7 +233,8 @@ def caption_bank(encoder, captions: CaptionFile | Sequence[str], santa_cfg, nois
     with tempfile.TemporaryDirectory(prefix="mats-bank-") as tmp:
         cache = cache or TextEmbeddingCache(encoder, root=tmp)
         bank = build_bank(cache, source.texts, santa_cfg, noise_variance)
-        bank.clean = cache.embed(bank.texts).float()  # already embedded: read back for the familiarity cue
+        if bank.clean is None:  # a noisy bank: its captions are embedded already, read them back clean
+            bank.clean = cache.embed(bank.texts).float()
     return CaptionBank(bank=bank, source=source, unique=len(bank), seconds=time.perf_counter() - start)
 
 

@@ -236,11 +236,16 @@ class MATS(torch.nn.Module):
         waves = [check_signal(load_clip(c, sr=sr, target_sr=self.encoder.sample_rate)).waveform for c in clips]
         return self.encoder.embed_clips(waves).to(self.device)
 
-    def condition(self, audio_embeddings: torch.Tensor, santa: float | None = None) -> torch.Tensor:
-        """Santa mixing (or the plain normalised audio embedding when there is no bank or lambda = 0)."""
+    def santa_strength(self, santa: float | None = None) -> float:
+        """The lambda to use: ``santa``, or the checkpoint's default; outside [0, 1] is a MATSError."""
         lam = self.config.santa.strength if santa is None else float(santa)
         if not 0.0 <= lam <= 1.0:
             raise MATSError(f"Santa strength must be between 0 and 1 (got {lam}); 0 = audio only.")
+        return lam
+
+    def condition(self, audio_embeddings: torch.Tensor, santa: float | None = None) -> torch.Tensor:
+        """Santa mixing (or the plain normalised audio embedding when there is no bank or lambda = 0)."""
+        lam = self.santa_strength(santa)
         if self.santa is None or lam == 0.0:
             return F.normalize(audio_embeddings.float(), dim=-1)
         return self.santa.mix(audio_embeddings, strength=lam).to(self.device)
@@ -328,12 +333,13 @@ class MATS(torch.nn.Module):
         _check_template(template)  # before generating: a bad label set or template fails at once
         labels = _label_list(labels) if labels is not None else None
         audio = self.embed_clips([clip], sr=sr)
-        text = self.generate_from_embeddings(self.condition(audio, santa), [instruction_for("classify")], **gen)[0]
+        z = self.condition(audio, santa)
+        text = self.generate_from_embeddings(z, [instruction_for("classify")], **gen)[0]
         tags = [t.strip() for t in text.replace(";", ",").split(",") if t.strip()]
         scores = self.zero_shot(audio, labels, template)[0] if labels else None
         lm_scores = None
         if labels:
-            probs = torch.softmax(self.label_log_likelihoods(self.condition(audio, santa), labels), dim=-1)[0]
+            probs = torch.softmax(self.label_log_likelihoods(z, labels), dim=-1)[0]
             lm_scores = dict(zip(labels, map(float, probs)))
         return {"text": text, "tags": list(dict.fromkeys(tags)), "scores": scores, "lm_scores": lm_scores}
 
@@ -388,9 +394,7 @@ class MATS(torch.nn.Module):
         """
         if self.santa is None:
             raise MATSError("This checkpoint has no Santa memory bank, so there is no evidence to show.")
-        lam = self.config.santa.strength if santa is None else float(santa)
-        if not 0.0 <= lam <= 1.0:
-            raise MATSError(f"Santa strength must be between 0 and 1 (got {lam}); 0 = audio only.")
+        lam = self.santa_strength(santa)
         many = audio_embeddings is not None or _is_batch(clip)
         audio = audio_embeddings if audio_embeddings is not None else self.embed_clips(clip if many else [clip], sr=sr)
         self.prepare_evidence()

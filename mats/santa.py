@@ -139,7 +139,10 @@ class SantaBank:
         g = torch.Generator().manual_seed(seed)
         noisy = add_noise(embeddings.float().cpu(), noise_variance, generator=g)
         centroids, labels = kmeans(noisy, n_clusters, seed=seed)
-        return cls(noisy, texts, centroids, labels, top_k=top_k, tau=tau, strength=strength)
+        bank = cls(noisy, texts, centroids, labels, top_k=top_k, tau=tau, strength=strength)
+        if noise_variance == 0:  # a clean bank is its own noise-free reference (the familiarity cue)
+            bank.clean = bank.embeddings
+        return bank
 
     def _member_table(self) -> torch.Tensor:
         """[K, max_members] bank indices per cluster, padded with -1: one gather per query batch."""
