@@ -29,6 +29,7 @@ from demo.clips import (DEMO_MAX_SECONDS, HARD_MAX_SECONDS, NO_CLIP, PreparedCli
 from demo.models import HOW_TO_GET_A_MODEL, ModelRegistry
 from demo.sessions import SessionBanks, UserBank
 from mats.errors import AudioError, CheckpointError, DataError, MATSError
+from mats.tasks import split_tags
 
 log = logging.getLogger("demo")
 
@@ -164,8 +165,7 @@ def parse_labels(text: str | None) -> list[str]:
     return labels
 
 
-def parse_tags(text: str) -> list[str]:
-    return list(dict.fromkeys(t.strip() for t in text.replace(";", ",").split(",") if t.strip()))
+parse_tags = split_tags  # typed labels are read like MATS's own tags (mats.tasks)
 
 
 def check_question(question: str | None) -> str:
@@ -192,6 +192,12 @@ class Timing:
         total = f"full answer {self.end - self.start:.2f} s" if self.end is not None else "generating…"
         load = f" · model loaded in {self.load_s:.1f} s" if self.load_s else ""
         return f"**{markdown_literal(label)}** on `{device}` · {first}{total} · {settings.describe()}{load}"
+
+
+def _where(model) -> str:
+    """Where and how a model runs, for status lines: "cpu · fp16 packed", "cuda:0 · bfloat16"."""
+    precision = getattr(model, "precision", None)
+    return f"{model.device} · {precision}" if precision else str(model.device)
 
 
 # ---------------------------------------------------------------------------------------------- handlers
@@ -257,14 +263,10 @@ class Handlers:
         return prepare_clip(audio, int(enc.sample_rate), float(enc.window_seconds), max_seconds=self.max_seconds)
 
     def _stream(self, model, audio_embedding, task: str, question: str | None, s: Settings) -> Iterator[str]:
-        """Growing text for one embedded clip ([1, D]). Beam search cannot stream (Hugging Face streamers need
-        one beam), so beams > 1 give the finished answer in one piece."""
-        if s.num_beams == 1:
-            yield from model.stream(None, task, question=question, santa=s.santa, audio_embedding=audio_embedding,
-                                    **s.gen_kwargs())
-        else:
-            yield model.run(None, task, question=question, santa=s.santa, audio_embeddings=audio_embedding,
-                            num_beams=s.num_beams, **s.gen_kwargs())[0]
+        """Growing text for one embedded clip ([1, D]). With beams > 1 it is the leading hypothesis, revised as
+        the search goes, then the finished answer (``MATS.stream``)."""
+        yield from model.stream(None, task, question=question, santa=s.santa, audio_embedding=audio_embedding,
+                                num_beams=s.num_beams, **s.gen_kwargs())
 
     def _answer(self, source, audio, task, question, s: Settings, timing: Timing, ctx: dict | None = None,
                 request=None):
@@ -283,7 +285,7 @@ class Handlers:
         self._remember(audio, model, embedding)
         if ctx is not None:
             ctx.update(model=model, audio_embedding=embedding)
-        device = str(model.device)
+        device = _where(model)
         text, shown = "", ""
         for text in self._stream(model, embedding, task, question, s):
             if text and text != shown:  # the streamer also emits empty pieces (partial UTF-8): skip those
@@ -490,7 +492,7 @@ class Handlers:
                            r["similarity"]] for i, r in enumerate(rows)])
         label = self._label(model, m)
         status = (f"**{len(rows)} window{'s' if len(rows) != 1 else ''}** of {enc.window_seconds:g} s over "
-                  f"{_clock(clip.info.duration_s)} · **{markdown_literal(label)}** on `{m.device}` · {seconds:.1f} s "
+                  f"{_clock(clip.info.duration_s)} · **{markdown_literal(label)}** on `{_where(m)}` · {seconds:.1f} s "
                   f"({len(rows) / seconds:.1f} windows/s) · {s.describe()}")
         return _frame(headers, table), image, path, status
 
@@ -521,7 +523,7 @@ class Handlers:
         failed = sum(1 for r in rows if r["error"])
         status = (f"**{len(rows) - failed} of {len(rows)} files answered**"
                   + (f", {failed} could not be used (see the error column)" if failed else "")
-                  + f" · **{markdown_literal(self._label(model, m))}** on `{m.device}` · {seconds:.1f} s "
+                  + f" · **{markdown_literal(self._label(model, m))}** on `{_where(m)}` · {seconds:.1f} s "
                   f"({len(rows) / seconds:.2f} files/s) · {s.describe()}")
         return _frame(headers, table), path, status
 

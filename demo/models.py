@@ -7,6 +7,7 @@ serialised by ``MATS.lock``, so sharing is safe.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -149,10 +150,10 @@ def _unique_labels(choices: list[ModelChoice]) -> None:
             c.label = c.source
 
 
-def _default_loader(source: str, device):
+def _default_loader(source: str, device, quantize: str = "auto"):
     from mats.model import MATS
 
-    return MATS.from_pretrained(source, device=device)
+    return MATS.from_pretrained(source, device=device, quantize=quantize)
 
 
 @dataclass
@@ -167,8 +168,12 @@ class ModelRegistry:
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_sources(cls, sources: list[str] | None, device: str | None = None, **kw) -> "ModelRegistry":
-        """``sources`` empty/None: the default checkpoints that exist (missing ones are silently skipped)."""
+    def from_sources(cls, sources: list[str] | None, device: str | None = None, quantize: str = "auto",
+                     **kw) -> "ModelRegistry":
+        """``sources`` empty/None: the default checkpoints that exist (missing ones are silently skipped).
+        ``quantize``: as ``MATS.from_pretrained`` ("auto": a large LM's weights fp16-packed on a CPU; "none": fp32)."""
+        if quantize != "auto":
+            kw.setdefault("loader", functools.partial(_default_loader, quantize=quantize))
         if sources:
             choices = [inspect_source(s) for s in sources]
         else:  # defaults are folders: one that is missing is skipped (never mistaken for a Hub id)
@@ -245,6 +250,8 @@ class ModelRegistry:
                 start = time.perf_counter()
                 model = self.loader(self.choice(key).location, self.device)
                 device = str(getattr(model, "device", self.device or "cpu"))
+                if getattr(model, "precision", None):  # e.g. "cpu · fp16 packed": what is active shows on the page
+                    device = f"{device} · {model.precision}"
                 record = LoadRecord(model, time.perf_counter() - start, device)
                 self._loaded[key] = record
         return record

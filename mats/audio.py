@@ -61,24 +61,6 @@ class ClipInfo:
     silent: bool = False  # every sample is zero
     no_signal: str | None = None  # why there is nothing to hear (``signal_problem``), None when there is
 
-    def describe(self) -> list[str]:
-        ch = f"{self.channels} channel" + ("" if self.channels == 1 else "s")
-        lines = [f"{self.duration_s:.2f} s, {self.orig_sample_rate} Hz, {ch}"]
-        if self.downmixed:
-            lines.append(f"downmixed {self.channels} channels to mono by averaging")
-        if self.resampled:
-            lines.append(f"resampled {self.orig_sample_rate} Hz -> {self.sample_rate} Hz")
-        if self.nonfinite_replaced:
-            lines.append(f"replaced {self.nonfinite_replaced} NaN/inf samples with 0")
-        if self.silent:
-            lines.append("clip is silent (all samples are zero)")
-        elif self.no_signal:
-            lines.append("no signal: " + self.no_signal)
-        if self.n_windows is not None:
-            lines.append(f"{self.n_windows} window" + ("" if self.n_windows == 1 else "s"))
-        lines.append(f"source: {self.source}")
-        return lines
-
 
 @dataclass
 class Clip:
@@ -87,12 +69,6 @@ class Clip:
     waveform: np.ndarray
     sample_rate: int
     info: ClipInfo
-
-    def windows(self, window_samples: int) -> np.ndarray:
-        """``windows(self.waveform, window_samples)``; also records the count in ``info.n_windows``."""
-        out = windows(self.waveform, window_samples)
-        self.info.n_windows = len(out)
-        return out
 
 
 # ----------------------------------------------------------------------------------------------

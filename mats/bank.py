@@ -278,6 +278,7 @@ def rebuild_bank(model_path: str, text_files: Sequence[str], out: str | None = N
     from mats.data import load_source
     from mats.encoders import load_encoder
     from mats.hub import resolve_checkpoint
+    from mats.paths import portable
     from mats.santa import SantaBank
 
     folder = resolve_checkpoint(model_path)
@@ -316,23 +317,10 @@ def rebuild_bank(model_path: str, text_files: Sequence[str], out: str | None = N
         shutil.copytree(folder, target, dirs_exist_ok=True)
         # A part named relative to the checkpoint but outside it ("../encoders/sfx-minilm") must still be found
         # from the new folder.
-        config.encoder, config.lm = _rebase(config.encoder, folder, target), _rebase(config.lm, folder, target)
+        config.encoder, config.lm = (portable(config.encoder, folder, target, copied=True),
+                                      portable(config.lm, folder, target, copied=True))
     bank.save(target)
     config.train_info = {**config.train_info, "santa_bank_sources": list(map(str, text_files)), "santa_bank_size": len(bank)}
     config.save(target)
     SantaBank.load(target)  # fail now, not at the user's next caption, if anything went wrong
     return target
-
-
-def _rebase(spec: dict, old: Path, new: Path) -> dict:
-    """``spec`` with its "../" paths (relative to ``old``, pointing outside it) re-expressed relative to ``new``."""
-    import os
-
-    spec = dict(spec)
-    for key in ("id", "path"):
-        value = spec.get(key)
-        if isinstance(value, str) and value.startswith("../"):
-            moved = os.path.relpath((Path(old) / value).resolve(), Path(new).resolve())
-            spec[key] = moved if moved.startswith("../") else "./" + moved
-    return spec
-

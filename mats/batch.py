@@ -18,7 +18,7 @@ import torch
 
 from mats.audio import AUDIO_SUFFIXES, DEFAULT_MAX_SECONDS, try_load_clip
 from mats.errors import MATSError
-from mats.prompts import instruction_for
+from mats.tasks import LABEL_SEPARATOR, instruction_for, split_tags
 
 MAX_FILES = 200
 MAX_TOTAL_BYTES = 500 * 1024 * 1024
@@ -141,7 +141,7 @@ def _copy_limited(zf: zipfile.ZipFile, m: zipfile.ZipInfo, target: Path, budget:
 
 
 def _tags(text: str) -> str:
-    return ", ".join(dict.fromkeys(t.strip() for t in text.replace(";", ",").split(",") if t.strip()))
+    return LABEL_SEPARATOR.join(split_tags(text))
 
 
 @torch.inference_mode()

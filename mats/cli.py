@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from mats.quantize import NO_QUANTIZE_HELP
 from mats.errors import MATSError
 
 from mats.audio import AUDIO_SUFFIXES as AUDIO_EXTS
@@ -38,6 +39,7 @@ def _gen_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sample", action="store_true", help="sample instead of beam search")
     g.add_argument("--temperature", type=float, default=None)
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    g.add_argument("--no-quantize", action="store_true", help=NO_QUANTIZE_HELP)
     g.add_argument("--output", "-o", default=None, help="write results to a .csv or .jsonl file instead of stdout")
 
 
@@ -92,7 +94,7 @@ def cmd_infer(a) -> int:
 
     _split_inputs(a)
     clips = _clips(a.clips)
-    model = MATS.from_pretrained(a.model, device=a.device)
+    model = MATS.from_pretrained(a.model, device=a.device, quantize="none" if a.no_quantize else "auto")
     rows, failures = [], 0
     for clip in clips:
         try:
@@ -130,7 +132,7 @@ def cmd_tiny(a) -> int:
 def cmd_push(a) -> int:
     from mats.model import MATS
 
-    model = MATS.from_pretrained(a.model, device="cpu")
+    model = MATS.from_pretrained(a.model, device="cpu", quantize="none")
     url = model.push_to_hub(a.repo_id, private=a.private)
     print(f"pushed {a.model} to {a.repo_id}: {url}")
     return 0

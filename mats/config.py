@@ -91,6 +91,11 @@ class MATSConfig:
     train_info: dict = field(default_factory=dict)  # data sources, sizes, val loss: filled by the trainer
     format_version: int = FORMAT_VERSION
 
+    @property
+    def uses_lora(self) -> bool:
+        """The LM carries a trained LoRA adapter (saved as adapter/ beside the mapper)."""
+        return self.train_lm == "lora" and self.lora.enabled
+
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict:
         return asdict(self)

@@ -19,7 +19,6 @@ dropped silently. Plain Python only (csv, json): no torch, no numpy.
 
 from __future__ import annotations
 
-import bisect
 import csv
 import hashlib
 import inspect
@@ -33,35 +32,11 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from mats.errors import ConfigError, DataError
+# Task names and phrasings live in mats.tasks; re-exported here, where the trainer's data has always found them.
+from mats.tasks import (CAPTION_PROMPTS, CLASSIFY_PROMPTS, LABEL_SEPARATOR, MUSIC_CAPTION_PROMPTS,  # noqa: F401
+                        PROMPTS, TASKS, humanise_label)
 
 log = logging.getLogger(__name__)
-
-TASKS = ("caption", "classify", "ask", "music_caption")
-
-# Five phrasings per task, as in the paper; one is drawn per sample with a seeded rng so the LM does not
-# overfit a single instruction. ("ask" samples use their own question as the prompt.)
-CAPTION_PROMPTS = (
-    "Describe the audio in one sentence.",
-    "Write a short caption for this sound.",
-    "What can be heard in this recording? Answer in one sentence.",
-    "Give a brief description of the sounds in this clip.",
-    "Summarise what is happening in this audio.",
-)
-MUSIC_CAPTION_PROMPTS = (
-    "Describe this piece of music.",
-    "Write a caption for this music clip: genre, instruments and mood.",
-    "What does this music sound like?",
-    "Give a short description of the song in this recording.",
-    "Describe the style, instrumentation and feel of this track.",
-)
-CLASSIFY_PROMPTS = (
-    "What sound events are in this audio? Answer with tags.",
-    "Classify the sounds in this clip.",
-    "Which sound classes can be heard? List the labels.",
-    "Give the audio tags for this recording.",
-    "Identify the sound sources, separated by commas.",
-)
-PROMPTS = {"caption": CAPTION_PROMPTS, "music_caption": MUSIC_CAPTION_PROMPTS, "classify": CLASSIFY_PROMPTS}
 
 # Label-only datasets have no caption to embed, so a caption-like sentence is built from the label(s).
 LABEL_TEXT_TEMPLATES = (
@@ -71,7 +46,6 @@ LABEL_TEXT_TEMPLATES = (
     "{labels} can be heard",
     "an audio clip with {labels}",
 )
-LABEL_SEPARATOR = ", "  # how a classify answer joins its tags
 
 MAX_REASONS = 5  # skip reasons kept per file; the count covers all of them
 
@@ -133,11 +107,6 @@ class LoadReport:
 def _clean(value: object) -> str:
     """Strip and collapse whitespace; None (a missing field) becomes ""."""
     return " ".join(str(value).split()) if value is not None else ""
-
-
-def humanise_label(label: str) -> str:
-    """'chirping_birds' -> 'chirping birds'; "'Train horn'" -> 'train horn'."""
-    return " ".join(label.replace("_", " ").strip().strip("'\"").split()).lower()
 
 
 def _join_natural(labels: Sequence[str]) -> str:
@@ -766,19 +735,6 @@ class Mixture:
                 indices.extend(offset + i for i in rng.sample(range(n), rest))
         _rng(self.seed, "mixture", epoch).shuffle(indices)
         return indices
-
-    def epoch(self, epoch: int = 0) -> Iterator[Sample]:
-        for i in self.epoch_indices(epoch):
-            yield self.samples[i]
-
-    def __iter__(self) -> Iterator[Sample]:
-        return self.epoch(0)
-
-    def source_of(self, index: int) -> str:
-        """Which named source ``self.samples[index]`` came from."""
-        if not 0 <= index < len(self.samples):
-            raise IndexError(f"index {index} out of range for {len(self.samples)} samples")
-        return self.names[bisect.bisect_right(self._offsets, index) - 1]
 
 
 def build_dataset(sources: Sequence[Mapping], seed: int = 0, val_fraction: float = 0.05

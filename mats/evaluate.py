@@ -43,7 +43,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from mats.audio import AUDIO_SUFFIXES as AUDIO_EXTS
+from mats.quantize import NO_QUANTIZE_HELP
 from mats.errors import ConfigError, DataError
+from mats.tasks import EVAL_TASK_ALIASES, EVAL_TASKS, LABEL_TEMPLATE, eval_task, label_prompt
 from mats.metrics import (
     MAPPING_RULE,
     accuracy,
@@ -59,8 +61,8 @@ from mats.metrics import (
 __all__ = ["evaluate", "add_eval_args", "eval_from_cli", "load_eval_data", "EvalData", "Item",
            "read_label_csv", "read_caption_csv", "read_qa_csv", "audiocaps_candidates", "DEFAULT_TEMPLATE"]
 
-TASKS = ("classify", "caption", "qa", "hearing")  # hearing: mats.hearing (speech / music / mixtures)
-DEFAULT_TEMPLATE = "the sound of {label}"
+TASKS = EVAL_TASKS  # hearing: mats.hearing (speech / music / mixtures); "qa" is an old name for "ask"
+DEFAULT_TEMPLATE = LABEL_TEMPLATE
 TOP_K = 5  # top-5 accuracy is reported when the label set has at least this many labels
 MAX_LISTED = 20  # missing clips / notes kept by name in results.json (the count covers all)
 
@@ -323,6 +325,7 @@ def load_eval_data(task: str, clips_dir, meta, labels: Sequence[str] | None = No
                    limit: int | None = None) -> EvalData:
     """Read the metadata, find each entry's clip, apply the label set and ``limit`` (N clips evenly spaced
     in metadata order, deterministic)."""
+    task = eval_task(task)
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if labels is not None and task != "classify":
@@ -384,7 +387,7 @@ def load_eval_data(task: str, clips_dir, meta, labels: Sequence[str] | None = No
         data.items.append(Item(clip, ref, question))
     if off_set:
         data.notes.append(f"{off_set} rows have a label outside --labels and were left out")
-    if task != "qa":  # one label / reference group per clip: keep the first, say so
+    if task != "ask":  # one label / reference group per clip: keep the first, say so
         seen: dict[str, Item] = {}
         for item in data.items:
             if item.clip in seen:
@@ -566,7 +569,7 @@ def round_trip(model, labels: Sequence[str], template: str = DEFAULT_TEMPLATE, n
     from mats.santa import add_noise
 
     labels = list(labels)
-    texts = [template.format(label=l.replace("_", " ")) for l in labels]
+    texts = [label_prompt(l, template) for l in labels]
     # add_noise is the training noise (normalise, add N(0, var), normalise); variance 0 only normalises.
     z = add_noise(model.encoder.embed_text(texts).float(), noise_variance, torch.Generator().manual_seed(seed))
     z = z.to(model.device)
@@ -652,7 +655,7 @@ def _run_qa(model, name, data, keys, emb, lambdas, batch_size, gen, progress, ti
             scores[kind] = {"n": len(sel), "accuracy": float(np.mean(sel)) if sel else None}
         result["mats"][_lam_key(lam)] = scores
         for it, out, ok in zip(items, outs, correct):
-            preds.append({"model": name, "method": "mats", "santa": lam, "clip": it.clip, "task": "qa",
+            preds.append({"model": name, "method": "mats", "santa": lam, "clip": it.clip, "task": "ask",
                           "question": it.question, "output": out, "reference": it.reference, "correct": bool(ok)})
     return result
 
@@ -682,13 +685,16 @@ def _versions() -> dict:
 
 def evaluate(models: Sequence, task: str, clips_dir, meta, santa=None, labels: Sequence[str] | None = None,
              out=None, limit: int | None = None, batch_size: int = 8, gen: dict | None = None,
-             template: str = DEFAULT_TEMPLATE, device=None, progress: bool = True, rank: bool = True) -> dict:
+             template: str = DEFAULT_TEMPLATE, device=None, progress: bool = True, rank: bool = True,
+             quantize: str | bool = "auto") -> dict:
     """Evaluate checkpoints (folder paths, Hub ids or loaded ``MATS`` objects) on one task; returns the results
     dict (the content of results.json). ``santa``: list of lambdas (default: each checkpoint's own).
     ``out``: folder for results.json, predictions.jsonl, report.md and plots (None: write nothing).
     ``gen``: generation overrides such as ``{"num_beams": 4, "max_new_tokens": 30}``.
     ``rank`` (classify): also let the LM rank the labels itself (``MATS.label_log_likelihoods``), reported as
-    ``mats_rank`` next to the generate-and-map ``mats``."""
+    ``mats_rank`` next to the generate-and-map ``mats``. ``quantize``: as ``MATS.from_pretrained`` (fp16 packed
+    LM weights on a CPU by default)."""
+    task = eval_task(task)
     if isinstance(models, (str, Path)) or not isinstance(models, Sequence):
         models = [models]
     if not models:
@@ -714,7 +720,7 @@ def evaluate(models: Sequence, task: str, clips_dir, meta, santa=None, labels: S
         if isinstance(spec, (str, Path)):
             from mats.model import MATS
 
-            model = MATS.from_pretrained(spec, device=device)
+            model = MATS.from_pretrained(spec, device=device, quantize=quantize)
         else:
             model = spec
         name = _model_name(spec, i, taken)
@@ -765,7 +771,7 @@ def evaluate(models: Sequence, task: str, clips_dir, meta, santa=None, labels: S
             "models": [str(m) if isinstance(m, (str, Path)) else r["name"] for m, r in zip(models, model_results)],
             "clips_dir": str(clips_dir), "meta": str(meta), "santa": lambdas_arg, "labels": list(labels) if labels else None,
             "template": template if task == "classify" else None, "limit": limit, "batch_size": batch_size,
-            "gen": gen, "device": str(device) if device is not None else None,
+            "gen": gen, "device": str(device) if device is not None else None, "quantize": quantize,
         },
         "versions": _versions(),
         "data": {
@@ -890,7 +896,7 @@ def _sweep_series(results: dict) -> tuple[str, dict[str, tuple[list[float], list
     """(metric name, model -> (lambdas, values), model -> zero-shot baseline) for the λ plot."""
     task = results["task"]
     metric = {"classify": ("top1", "top-1 accuracy"), "caption": ("cider_d", "CIDEr-D"),
-              "qa": ("accuracy", "exact-match accuracy")}[task]
+              "ask": ("accuracy", "exact-match accuracy")}[eval_task(task)]
     series, baseline = {}, {}
     for m in results["models"]:
         r = m["results"]
@@ -977,7 +983,7 @@ def write_outputs(results: dict, predictions: list[dict], out) -> Path:
 def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", required=True, metavar="CKPT",
                    help="checkpoint folder or Hub id; repeat to compare several (--model A --model B)")
-    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--task", required=True, choices=[*TASKS, *EVAL_TASK_ALIASES])
     p.add_argument("--clips", required=True, metavar="DIR", help="folder of audio clips (searched recursively)")
     p.add_argument("--meta", required=True, metavar="CSV",
                    help="classify: labels CSV (ESC-50, UrbanSound8K, file,label); caption: references "
@@ -992,6 +998,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beams", type=int, default=None, help="beam size (default: checkpoint's)")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--no-quantize", action="store_true", help=NO_QUANTIZE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-rank", action="store_true",
                    help="classify: skip 'MATS rank' (the LM scoring every label as its answer; costs one LM pass "
@@ -1009,6 +1016,7 @@ def eval_from_cli(args) -> int:
         limit=args.limit, batch_size=args.batch_size, template=args.template, device=args.device,
         gen={"num_beams": args.beams, "max_new_tokens": args.max_new_tokens},
         progress=not getattr(args, "no_progress", False), rank=not getattr(args, "no_rank", False),
+        quantize="none" if getattr(args, "no_quantize", False) else "auto",
     )
     print("\n".join(summary_table(results)))
     if results["mapping_rule"]:

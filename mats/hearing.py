@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from mats.errors import DataError
+from mats.tasks import LABEL_TEMPLATE
 
 ESC50_LABELS = (
     "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow", "rain", "sea_waves",
@@ -46,7 +47,7 @@ SIGNAL_NAMES = {"tone": "an electronic tone", "beeps": "beeping", "sweep": "a sw
 FAMILIES = {"piano": "a piano", "guitar": "a guitar", "bass": "a bass guitar", "strings": "a string instrument",
             "brass": "a brass instrument", "woodwind": "a woodwind instrument", "organ": "an organ",
             "synth": "a synthesizer", "choir": "a choir", "drums": "drums"}
-PROMPT = "the sound of {}"
+PROMPT = LABEL_TEMPLATE.replace("{label}", "{}")  # the zero-shot wording, filled positionally here
 COARSE = ("speech", "music", "other")
 TOP_K = 5
 
@@ -224,7 +225,8 @@ def hearing_from_cli(args) -> int:
     santa = [float(s) for s in args.santa.split(",")] if args.santa else None
     out = {"task": "hearing", "meta": str(args.meta), "models": {}}
     for name in args.model:
-        model = MATS.from_pretrained(name, device=args.device)
+        model = MATS.from_pretrained(name, device=args.device,
+                                     quantize="none" if getattr(args, "no_quantize", False) else "auto")
         res = evaluate_hearing(model, args.clips, args.meta, santa=santa, batch_size=args.batch_size,
                                gen={"num_beams": args.beams, "max_new_tokens": args.max_new_tokens}, limit=args.limit)
         out["models"][name] = res

@@ -15,6 +15,7 @@ from pathlib import Path
 from mats.audio import AUDIO_SUFFIXES
 from mats.config import MATSConfig
 from mats.errors import CheckpointError
+from mats.paths import resolve_relative
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PAPER = "https://arxiv.org/abs/2502.13433"
@@ -173,7 +174,6 @@ def prepare_upload(model, folder: Path, repo_id: str) -> Path:
     """Save the checkpoint for upload; local encoder/LM folders travel inside it (Hub users can't see our disk)."""
     model.save_pretrained(folder, model_card=False)
     config = MATSConfig.load(folder)
-    base = Path(model.source) if model.source and Path(model.source).is_dir() else None
     for key, sub in (("encoder", "encoder"), ("lm", "lm")):
         spec = dict(getattr(config, key))
         for field in ("id", "path"):
@@ -182,7 +182,7 @@ def prepare_upload(model, folder: Path, repo_id: str) -> Path:
                 continue
             if value == f"./{sub}" and (folder / sub).is_dir():
                 continue  # already inside (e.g. a fully trained LM written by save_pretrained)
-            local = Path(value) if Path(value).is_absolute() or base is None else (base / value)
+            local = Path(resolve_relative({field: value}, folder)[field])  # save_pretrained wrote it relative to folder
             if local.resolve().is_dir():
                 shutil.copytree(local.resolve(), folder / sub, dirs_exist_ok=True)
                 spec[field] = f"./{sub}"

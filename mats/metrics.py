@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mats.errors import ConfigError, DataError
+from mats.tasks import LABEL_TEMPLATE
 
 __all__ = [
     "MAPPING_RULE",
@@ -423,7 +424,7 @@ def map_to_labels(
     encoder,
     generated: Sequence[str],
     labels: Sequence[str],
-    template: str = "the sound of {label}",
+    template: str = LABEL_TEMPLATE,
     *,
     batch_size: int = 64,
 ) -> np.ndarray:

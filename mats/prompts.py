@@ -12,26 +12,8 @@ AUDIO_PLACEHOLDER = "<|audio|>"
 # Where the instruction goes, so it can be tokenised on its own with special tokens read as plain text.
 INSTRUCTION_SLOT = "<|instruction|>"
 
-from mats.data import CAPTION_PROMPTS, CLASSIFY_PROMPTS, MUSIC_CAPTION_PROMPTS
-
-# The default instruction per task at inference: the first of the phrasings the trainer draws from, so a
-# model is asked at inference exactly as it was taught.
-TASK_INSTRUCTIONS = {
-    "caption": CAPTION_PROMPTS[0],
-    "classify": CLASSIFY_PROMPTS[0],
-    "music_caption": MUSIC_CAPTION_PROMPTS[0],
-}
-TASKS = ("caption", "classify", "ask", "music_caption")
-
-
-def instruction_for(task: str, question: str | None = None) -> str:
-    if task == "ask":
-        if not question or not question.strip():
-            raise ValueError("the ask task needs a question, e.g. 'What is making the sound?'")
-        return question.strip()
-    if task not in TASK_INSTRUCTIONS:
-        raise ValueError(f"unknown task '{task}'; choose one of {', '.join(TASKS)}")
-    return TASK_INSTRUCTIONS[task]
+# Task names and instructions live in mats.tasks (re-exported: `from mats.prompts import instruction_for` works).
+from mats.tasks import TASK_INSTRUCTIONS, TASKS, instruction_for  # noqa: E402,F401
 
 
 def resolve_style(style: str, tokenizer) -> str:

@@ -11,7 +11,15 @@ text side by mixing it with the most similar caption embeddings from a memory ba
     5. z = normalise((1 - lambda) * a + lambda * sum_i w_i t_i)
 
 Searching one cluster instead of the whole bank keeps retrieval cheap with large banks.
-Saved beside the checkpoint as ``santa.safetensors`` (tensors) + ``santa.json`` (texts, settings).
+
+A deliberate departure from the official code: the bank is noised once, when it is built (seeded, so a
+rebuild gives the same bank), not again on every query. The same clip then always retrieves the same
+captions, which a demo, a cache and a test need; the shipped banks are built clean (``bank_noise_variance``
+0), as measured in ``SantaConfig``.
+
+Saved beside the checkpoint as ``santa.safetensors`` (tensors) + ``santa.json`` (texts). The retrieval
+settings (top-k, tau, lambda) are not saved with the bank: a checkpoint's ``config.json`` ``santa`` section is
+their one home, and ``MATS`` passes them on every call, so editing them there changes retrieval.
 """
 from __future__ import annotations
 
@@ -192,7 +200,8 @@ class SantaBank:
         text = self.retrieve(a, top_k=top_k, tau=tau).mixed_text.to(a.device)
         return F.normalize((1 - lam) * a + lam * text, dim=-1)
 
-    def evidence(self, audio: torch.Tensor, strength: float | None = None, top: int = 5) -> list[Evidence]:
+    def evidence(self, audio: torch.Tensor, strength: float | None = None, top: int = 5, top_k: int | None = None,
+                 tau: float | None = None) -> list[Evidence]:
         """Per clip: the ``top`` captions Santa mixes in (by weight) and the familiarity cue.
 
         Similarities use ``self.clean`` (noise-free caption embeddings) when set: the bank's own embeddings carry
@@ -201,7 +210,7 @@ class SantaBank:
         lam = self.strength if strength is None else float(strength)
         a = F.normalize(audio.float().cpu(), dim=-1)
         ref = self.clean if self.clean is not None else self.embeddings
-        r = self.retrieve(a)
+        r = self.retrieve(a, top_k=top_k, tau=tau)
         sims = a @ ref.T  # [B, N]: cheap even for a 50,000-caption bank
         best_sim, best = sims.max(dim=1)
         out = []
@@ -223,11 +232,13 @@ class SantaBank:
              "labels": self.labels.int().contiguous()},
             str(directory / "santa.safetensors"),
         )
-        meta = {"texts": self.texts, "top_k": self.top_k, "tau": self.tau, "strength": self.strength}
-        (directory / "santa.json").write_text(json.dumps(meta, ensure_ascii=False))
+        # Texts only: top-k, tau and lambda live in the checkpoint's config.json (one home; see the module doc).
+        (directory / "santa.json").write_text(json.dumps({"texts": self.texts}, ensure_ascii=False))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "SantaBank":
+    def load(cls, directory: str | Path, top_k: int = 32, tau: float = 10.0, strength: float = 0.3) -> "SantaBank":
+        """Read a saved bank. The settings are the caller's (``MATS`` gives its config's); a ``santa.json`` written
+        before they moved to config.json still has them, and they are ignored."""
         directory = Path(directory)
         tpath, jpath = directory / "santa.safetensors", directory / "santa.json"
         for p in (tpath, jpath):
@@ -237,7 +248,7 @@ class SantaBank:
             tensors = load_file(str(tpath))
             meta = json.loads(jpath.read_text())
             bank = cls(tensors["embeddings"].float(), meta["texts"], tensors["centroids"].float(),
-                       tensors["labels"].long(), top_k=meta["top_k"], tau=meta["tau"], strength=meta["strength"])
+                       tensors["labels"].long(), top_k=top_k, tau=tau, strength=strength)
         except (KeyError, ValueError, TypeError, OSError, SafetensorError, json.JSONDecodeError) as e:
             raise CheckpointError(f"Santa bank in {directory} is damaged ({e}); rebuild it with `mats bank build`.") from e
         return bank

@@ -13,14 +13,14 @@ import torch
 
 from mats.audio import DEFAULT_MAX_SECONDS, check_signal, load_clip, window_bounds, windows
 from mats.errors import MATSError
-from mats.prompts import instruction_for
+from mats.tasks import LABEL_SEPARATOR, instruction_for, split_tags
 
 TASKS = ("caption", "classify")
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
 
 def _tags(text: str) -> str:
-    return ", ".join(dict.fromkeys(t.strip() for t in text.replace(";", ",").split(",") if t.strip()))
+    return LABEL_SEPARATOR.join(split_tags(text))
 
 
 @torch.inference_mode()

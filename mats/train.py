@@ -140,14 +140,15 @@ def build_model(cfg: MATSConfig, train_texts: list[str], device, base_dir=None):
         encoder = load_encoder(cfg.encoder, base_dir=base_dir, device=device)
         lm, tok = scratch_lm(cfg.lm["scratch"], train_texts, seed=cfg.santa.seed)
         lm.to(device)
-        if cfg.train_lm == "lora" and cfg.lora.enabled:
+        if cfg.uses_lora:
             lm = attach_lora(lm, cfg.lora)
         return MATS(cfg, encoder, lm, tok)
     return MATS.build(cfg, device=device, dtype=torch.float32, base_dir=base_dir)
 
 
-def _encoder_location(spec: dict) -> tuple:
-    """(backend, where): a local path resolved, so './x' and '/abs/x' naming one folder compare equal."""
+def _location(spec: dict) -> tuple:
+    """(backend, where) of an encoder or LM spec: a local path resolved, so './x' and '/abs/x' naming one folder
+    compare equal."""
     where = spec.get("path") or spec.get("id")
     if isinstance(where, str) and Path(where).expanduser().exists():
         where = str(Path(where).expanduser().resolve())
@@ -158,20 +159,20 @@ def model_from_checkpoint(cfg: MATSConfig, source: str, device):
     """A trained MATS to go on training (``train.init_from``). The run's model section must describe the same
     weights: encoder, mapper, what of the LM was trained, LoRA, and the LM itself unless it was trained fully and
     ships inside the checkpoint; prompt wording may differ. Returns the model with ``cfg`` as its config."""
-    from mats.encoders import resolve_relative
     from mats.hub import resolve_checkpoint
+    from mats.paths import resolve_relative
     from mats.model import MATS
 
     folder = resolve_checkpoint(source)
-    init = MATS.from_pretrained(folder, device=device, dtype=torch.float32)
+    init = MATS.from_pretrained(folder, device=device, dtype=torch.float32, quantize="none")
     prev = init.config
     encoder = resolve_relative(prev.encoder, folder)  # the mapper learnt on this encoder's embeddings
-    pairs = [("encoder", _encoder_location(cfg.encoder), _encoder_location(encoder)),
+    pairs = [("encoder", _location(cfg.encoder), _location(encoder)),
              ("mapper", asdict(cfg.mapper), asdict(prev.mapper)), ("train_lm", cfg.train_lm, prev.train_lm)]
     if cfg.train_lm == "lora":
         pairs.append(("lora", asdict(cfg.lora), asdict(prev.lora)))
     if prev.train_lm != "full":  # a fully trained LM comes from the checkpoint itself, whatever cfg.lm says
-        pairs.append(("lm", cfg.lm, prev.lm))
+        pairs.append(("lm", _location(cfg.lm), _location(resolve_relative(prev.lm, folder))))
     diffs = [f"{name}: config {a!r} vs checkpoint {b!r}" for name, a, b in pairs if a != b]
     if diffs:
         raise ConfigError(f"train.init_from={source!r} has other weights than the model section describes; "
@@ -189,7 +190,9 @@ def model_from_checkpoint(cfg: MATSConfig, source: str, device):
         "source": str(source), **{k: prev.train_info[k] for k in ("steps", "train_samples", "val_loss", "hyperparameters")
                                   if k in prev.train_info}}}
     # The same parts under the run's config (its prompt wording, the checks MATS makes of a config).
-    return MATS(cfg, init.encoder, init.lm, init.tokenizer, mapper=init.mapper)
+    model = MATS(cfg, init.encoder, init.lm, init.tokenizer, mapper=init.mapper)
+    model.base_dir = folder  # cfg.lm's "./lm" (a fully trained LM) is read from there
+    return model
 
 
 def _param_groups(model, weight_decay: float):
@@ -330,7 +333,7 @@ def train(run: RunConfig, resume: bool = False, on_step: Callable[[int, float], 
         model = build_model(cfg, [s.answer for s in samples] + [s.prompt for s in samples], acc.device)
     if cfg.train_lm == "full":
         model.lm.requires_grad_(True)
-    elif cfg.train_lm == "frozen" or (cfg.train_lm == "lora" and not cfg.lora.enabled):
+    elif not cfg.uses_lora:  # frozen, or LoRA switched off: only the mapper learns
         model.lm.requires_grad_(False)
     model.encoder.requires_grad_(False)
 

@@ -15,7 +15,6 @@ here); the shipped checkpoints were trained longer on a GPU with scripts/train_d
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -33,18 +32,19 @@ def _run(cmd: list[str], env: dict) -> None:
 
 
 def install_checkpoint(run_model: Path, target: Path) -> None:
-    """Copy a trained model into assets/ and point its encoder at the shipped encoder folder (relative)."""
+    """Copy a trained model into assets/, its encoder and LM paths re-expressed relative to the new folder."""
+    from mats.config import MATSConfig
+    from mats.hub import write_model_card
+    from mats.paths import portable
+
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(run_model, target)
-    cfg_path = target / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["encoder"] = {"backend": "offline", "path": "../encoders/sfx-minilm"}
-    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
-    from mats.config import MATSConfig
-    from mats.hub import write_model_card
-
-    write_model_card(MATSConfig.load(target), target)
+    cfg = MATSConfig.load(target)
+    cfg.encoder, cfg.lm = (portable(cfg.encoder, run_model, target, copied=True),
+                          portable(cfg.lm, run_model, target, copied=True))
+    cfg.save(target)
+    write_model_card(cfg, target)
 
 
 def main(argv=None) -> int:

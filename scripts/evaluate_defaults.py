@@ -127,6 +127,8 @@ def main(argv=None) -> int:
                     help="also run the hearing checks (mats.hearing) on this held-out table, e.g. make_corpus's test.csv")
     ap.add_argument("--hearing-clips", default=None, metavar="DIR", help="folder the --hearing CSV's files are in")
     ap.add_argument("--hearing-limit", type=int, default=None, help="about N clips of the --hearing table")
+    ap.add_argument("--quantize", default="auto", choices=["auto", "fp16", "none"],
+                    help="the LM's precision on a CPU, as MATS.from_pretrained (default: auto, what users get)")
     ap.add_argument("--update-cards", action="store_true",
                     help="also write the headline numbers into each model's config (train_info.eval) and model card")
     a = ap.parse_args(argv)
@@ -146,8 +148,8 @@ def main(argv=None) -> int:
                     "generation": gen, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for path in a.model:
-            model = MATS.from_pretrained(path)
-            entry: dict = {}
+            model = MATS.from_pretrained(path, quantize=a.quantize)
+            entry: dict = {"precision": model.precision}
             for dataset, clip_dir in (("esc50", "clips/esc50"), ("us8k", "clips/us8k")):
                 rows, labels = _val_rows(data, split, dataset)
                 meta = _write_meta(rows, Path(tmp) / f"{dataset}.csv")

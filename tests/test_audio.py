@@ -36,7 +36,6 @@ def test_stereo_is_averaged_not_interleaved():
     assert clip.waveform.dtype == np.float32
     np.testing.assert_allclose(clip.waveform, 0.0, atol=1e-7)
     assert clip.info.channels == 2 and clip.info.downmixed and not clip.info.resampled
-    assert "downmixed 2 channels to mono by averaging" in clip.info.describe()
 
 
 def test_stereo_file_is_averaged(tmp_path):
@@ -91,7 +90,7 @@ def test_resampled_length_and_info():
     assert abs(len(clip.waveform) - 48000) <= 1
     assert clip.sample_rate == 48000
     assert clip.info.resampled and clip.info.orig_sample_rate == 44100
-    assert "resampled 44100 Hz -> 48000 Hz" in clip.info.describe()
+    assert clip.info.sample_rate == 48000
 
 
 def test_resample_keeps_pitch():
@@ -148,10 +147,9 @@ def test_short_clip_repeat_padded():
     np.testing.assert_array_equal(w, [[1, 2, 3, 1, 2, 3, 1]])
 
 
-def test_clip_windows_records_count():
+def test_clip_windows_count():
     clip = load_clip(np.zeros(25_000, np.float32), sr=1000, target_sr=1000)
-    assert clip.windows(10_000).shape == (3, 10_000)
-    assert clip.info.n_windows == 3 and "3 windows" in clip.info.describe()
+    assert windows(clip.waveform, 10_000).shape == (3, 10_000)
 
 
 @pytest.mark.parametrize(
@@ -179,8 +177,8 @@ def test_real_esc50_clip():
     assert np.abs(clip.waveform).max() <= 1.5
     assert clip.info.orig_sample_rate == 44100 and clip.info.resampled
     assert abs(clip.info.duration_s - 5.0) < 1e-3
-    assert clip.info.describe()[0] == "5.00 s, 44100 Hz, 1 channel"
-    assert clip.windows(10 * 48000).shape == (1, 480000)  # 5 s tiled into one 10 s window
+    assert clip.info.channels == 1 and not clip.info.downmixed
+    assert windows(clip.waveform, 10 * 48000).shape == (1, 480000)  # 5 s tiled into one 10 s window
 
 
 def test_flac_round_trip(tmp_path):
@@ -242,7 +240,7 @@ def test_gradio_tuple_int16_stereo():
     assert clip.info.channels == 2 and clip.info.downmixed
     assert 0.45 < np.abs(clip.waveform).max() < 0.55
     assert isinstance(clip, Clip) and isinstance(clip.info, ClipInfo)
-    assert clip.info.describe()[0] == "1.00 s, 44100 Hz, 2 channels"
+    assert clip.info.orig_sample_rate == 44100 and abs(clip.info.duration_s - 1.0) < 1e-3
 
 
 def test_gradio_tuple_mono_matches_bare_array():
@@ -256,7 +254,7 @@ def test_gradio_tuple_mono_matches_bare_array():
 def test_silent_clip_is_valid():
     clip = load_clip(np.zeros(16000, np.int16), sr=16000)
     assert len(clip.waveform) == 48000 and not np.any(clip.waveform)
-    assert clip.info.silent and "silent" in " ".join(clip.info.describe())
+    assert clip.info.silent and clip.info.no_signal is not None
 
 
 @pytest.mark.parametrize("wave, sr, msg", [

@@ -124,7 +124,10 @@ def test_bank_build_replaces_bank(tiny_ckpt_gpt2, tmp_path, capsys):
     bank = SantaBank.load(clean)
     enc = load_encoder(MATSConfig.load(clean).encoder, base_dir=clean)
     torch.testing.assert_close(bank.embeddings, enc.embed_text(bank.texts).float(), atol=1e-3, rtol=1e-3)
-    assert (bank.tau, bank.top_k) == (50.0, 4)
+    from mats.model import MATS
+
+    loaded = MATS.from_pretrained(clean, device="cpu")  # the settings travel in config.json, the bank's one home
+    assert (loaded.santa.tau, loaded.santa.top_k) == (50.0, 4)
     assert main(["bank", "build", str(tiny_ckpt_gpt2), str(texts), "--out", str(clean), "--noise", "-1"]) == 2
     assert "must be 0 or more" in capsys.readouterr().err
 

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `demo/` is not an installed package; plain `pytest` must find it too
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parent.parent  # `demo/` imports through pyproject's pytest pythonpath = ["."]
 pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 

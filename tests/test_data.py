@@ -342,8 +342,7 @@ def test_mixture_order_is_seeded():
     assert sorted(e0) == list(range(400))  # weight 1: every sample once
     assert e0 != m.epoch_indices(1)
     assert e0 != Mixture(sources, seed=8).epoch_indices(0)
-    assert [s.answer for s in m] == [m.samples[i].answer for i in e0]
-    assert m.source_of(0) == "a" and m.source_of(300) == "b" and m.source_of(399) == "b"
+    assert sorted(m.samples[i].source for i in e0) == ["a"] * 300 + ["b"] * 100
 
 
 def test_mixture_weights_are_respected():
@@ -353,15 +352,15 @@ def test_mixture_weights_are_respected():
     assert m.counts() == {"a": 1000, "b": 1000, "c": 200, "d": 0}
     assert len(m) == 2200
     idx = m.epoch_indices(0)
-    drawn = Counter(m.source_of(i) for i in idx)
+    drawn = Counter(m.samples[i].source for i in idx)
     assert drawn == Counter({"a": 1000, "b": 1000, "c": 200})
-    b_draws = Counter(i for i in idx if m.source_of(i) == "b")
+    b_draws = Counter(i for i in idx if m.samples[i].source == "b")
     assert set(b_draws.values()) == {2}  # weight 2: each sample exactly twice
-    c0 = {i for i in idx if m.source_of(i) == "c"}
-    c1 = {i for i in m.epoch_indices(1) if m.source_of(i) == "c"}
+    c0 = {i for i in idx if m.samples[i].source == "c"}
+    c1 = {i for i in m.epoch_indices(1) if m.samples[i].source == "c"}
     assert len(c0) == len(c1) == 200 and c0 != c1  # a fresh half each epoch
     # Sources are interleaved, not blocked: the first 10% of the epoch holds both big sources.
-    head = Counter(m.source_of(i) for i in idx[:220])
+    head = Counter(m.samples[i].source for i in idx[:220])
     assert head["a"] > 50 and head["b"] > 50
 
 
@@ -388,7 +387,7 @@ def test_build_dataset_from_fixtures(tmp_path):
     assert reports[1].skipped == 5
     assert train.names == ["text", "audiocaps", "small", "text_2"]
     assert isinstance(train, Mixture) and all(isinstance(s, Sample) for s in val)
-    sizes = {n: sum(1 for i in range(len(train.samples)) if train.source_of(i) == n) for n in train.names}
+    sizes = dict(zip(train.names, train._sizes))
     assert sizes["small"] <= 50
     counts = train.counts()
     assert counts["text"] == 2 * sizes["text"]

@@ -255,6 +255,7 @@ def test_caption_and_qa(model, clips, tmp_path, monkeypatch):
     monkeypatch.setattr(model, "generate_from_embeddings",
                         lambda z, instructions, **kw: (decoded.extend(instructions), real(z, instructions, **kw))[1])
     res = evaluate([model], "qa", clips, qa, santa=[0, 1], out=tmp_path / "qa", gen=GEN, progress=False)
+    assert res["task"] == "ask"  # "qa" is the old name of the model's own "ask" task, still accepted
     assert len(decoded) == 2 * 3  # 3 distinct (clip, question) pairs per lambda
     preds = [json.loads(l) for l in (tmp_path / "qa" / "predictions.jsonl").read_text().splitlines()]
     for lam in ("0", "1"):

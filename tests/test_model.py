@@ -1,5 +1,6 @@
 """MATS end to end on tiny random models: save/load, loss masking, training steps, LoRA, generation."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,29 @@ from mats.testing import tiny_clip
 @pytest.fixture(params=["gpt2", "llama"])
 def ckpt(request, tiny_ckpt_gpt2, tiny_ckpt_llama):
     return {"gpt2": tiny_ckpt_gpt2, "llama": tiny_ckpt_llama}[request.param]
+
+
+def test_checkpoints_name_their_parts_relative_to_themselves_and_load_after_a_move(tiny_ckpt_gpt2, tmp_path):
+    """Saved to another folder, a checkpoint names the encoder and LM it was loaded with relative to its new home
+    (never an absolute path of this machine), so the whole tree moved elsewhere still loads."""
+    import json
+
+    machine = tmp_path / "machine-a"
+    shutil.copytree(tiny_ckpt_gpt2, machine / "parts")
+    m = MATS.from_pretrained(machine / "parts", device="cpu")
+    clip = tiny_clip()
+    want = m.caption(clip, num_beams=2, max_new_tokens=6)
+    m.save_pretrained(machine / "runs" / "mine")
+    cfg = json.loads((machine / "runs" / "mine" / "config.json").read_text())
+    assert cfg["encoder"]["id"] == "../../parts/encoder" and cfg["lm"]["id"] == "../../parts/lm"
+    assert str(tmp_path) not in (machine / "runs" / "mine" / "config.json").read_text()
+    assert m.config.encoder["id"] == "./encoder"  # the loaded model's own config is left as it was
+    moved = shutil.move(str(machine), str(tmp_path / "machine-b"))
+    again = MATS.from_pretrained(Path(moved) / "runs" / "mine", device="cpu")
+    assert again.caption(clip, num_beams=2, max_new_tokens=6) == want
+    # Saved in place, parts inside the checkpoint stay "./".
+    again.save_pretrained(Path(moved) / "parts")
+    assert json.loads((Path(moved) / "parts" / "config.json").read_text())["lm"]["id"] == "./lm"
 
 
 def test_save_load_identical_outputs(ckpt, tmp_path):
@@ -107,7 +131,7 @@ def test_training_steps_lower_loss_and_lora_keeps_base_frozen(tiny_ckpt_gpt2):
     m = MATS.build(cfg, device="cpu", base_dir=tiny_ckpt_gpt2)
     m.train()
     base_before = {n: p.detach().clone() for n, p in m.lm.named_parameters() if "lora_" not in n}
-    trainable = m.trainable_parameters()
+    trainable = [p for p in m.parameters() if p.requires_grad]
     names = {n for n, p in m.named_parameters() if p.requires_grad}
     assert any("lora_" in n for n in names) and any(n.startswith("mapper.") for n in names)
     assert not any(n.startswith("encoder.") for n in names)
@@ -140,10 +164,48 @@ def test_batched_generation_matches_single(tiny_ckpt_llama):
 def test_stream_yields_growing_text_ending_in_greedy_answer(tiny_ckpt_gpt2):
     m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
     clip = tiny_clip()
-    pieces = list(m.stream_caption(clip, max_new_tokens=8))
+    pieces = list(m.stream_caption(clip, max_new_tokens=8, num_beams=1))
     assert pieces, "stream produced nothing"
     assert all(pieces[i + 1].startswith(pieces[i]) or not pieces[i] for i in range(len(pieces) - 1))
     assert pieces[-1] == m.caption(clip, num_beams=1, max_new_tokens=8)
+
+
+def test_stream_with_beams_shows_the_leading_hypothesis_then_the_beam_answer(tiny_ckpt_gpt2):
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    clip = tiny_clip()
+    kw = dict(num_beams=3, max_new_tokens=8, min_new_tokens=8, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    pieces = list(m.stream_caption(clip, **kw))
+    assert len(pieces) >= 3  # one text per search step, not the answer in one piece
+    assert pieces[-1] == m.caption(clip, **kw)  # the last text is the finished beam search's answer
+    assert len(set(pieces)) >= 3  # the preview changes as the search goes
+    # Closing the generator early (the visitor left) cancels the search and releases the model.
+    stream = m.stream_caption(clip, **kw)
+    next(stream)
+    stream.close()
+    assert m.lock.acquire(timeout=5)
+    m.lock.release()
+
+
+@pytest.mark.parametrize("which", ["tiny_ckpt_gpt2", "tiny_ckpt_llama"])
+def test_beam_search_runs_the_prompt_once_per_clip_and_answers_as_transformers_does(request, which):
+    m = MATS.from_pretrained(request.getfixturevalue(which), device="cpu")
+    z = m.condition(m.embed_clips([tiny_clip(), tiny_clip(freq=880.0)]))
+    instructions = ["Describe.", "What is making this long sound in this recording, and where?"]  # left padding
+    kw = dict(num_beams=3, max_new_tokens=6, min_new_tokens=6, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    prompts = []
+    hook = m.lm.register_forward_pre_hook(
+        lambda mod, args, kwargs: prompts.append(kwargs["inputs_embeds"].shape) if kwargs.get("inputs_embeds") is not None
+        and kwargs["inputs_embeds"].shape[1] > 1 else None, with_kwargs=True)
+    try:
+        ours = m.generate_from_embeddings(z, instructions, **kw)
+    finally:
+        hook.remove()
+    assert [p[0] for p in prompts] == [2]  # the prompts ran once, for 2 clips, not once per beam (6 rows)
+    batch = m.assemble(m.prefix(z), instructions, pad_left=True)
+    with torch.inference_mode():
+        plain = m.lm.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                              pad_token_id=m.tokenizer.pad_token_id, eos_token_id=m.stop_token_ids(), **kw)
+    assert ours == [t.strip() for t in m.tokenizer.batch_decode(plain, skip_special_tokens=True)]
 
 
 def test_classify_with_labels_gives_probabilities(tiny_ckpt_gpt2):

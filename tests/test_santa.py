@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -62,7 +64,13 @@ def test_mix_endpoints_and_determinism():
     assert torch.allclose(bank.mix(audio, 1.0), text, atol=1e-6)
     half = bank.mix(audio, 0.5)
     assert torch.allclose(half, F.normalize(0.5 * audio + 0.5 * bank.retrieve(audio).mixed_text, dim=-1), atol=1e-6)
-    assert torch.equal(bank.mix(audio, 0.3), bank.mix(audio, 0.3))
+    # The bank is noised once when built, never per query: a clip mixes the same alone, in a batch, and after a
+    # global-RNG draw (a per-query noise, or one clip's retrieval leaking into another's, would break this).
+    alone = bank.mix(audio[1:], 0.3)
+    torch.manual_seed(123)
+    torch.randn(5)
+    assert torch.allclose(bank.mix(audio, 0.3)[1:], alone, atol=1e-6)
+    assert torch.allclose(alone, F.normalize(0.7 * audio[1:] + 0.3 * bank.retrieve(audio[1:]).mixed_text, dim=-1), atol=1e-6)
     with pytest.raises(ValueError, match="between 0 and 1"):
         bank.mix(audio, 1.5)
 
@@ -77,8 +85,9 @@ def test_small_cluster_pads_with_zero_weight():
 def test_save_load_round_trip(tmp_path):
     bank = _bank()
     bank.save(tmp_path)
-    again = SantaBank.load(tmp_path)
+    again = SantaBank.load(tmp_path, top_k=bank.top_k, tau=bank.tau)
     assert again.texts == bank.texts and again.top_k == bank.top_k
+    assert set(json.loads((tmp_path / "santa.json").read_text())) == {"texts"}  # settings live in config.json only
     audio = F.normalize(torch.randn(3, 16), dim=-1)
     # bank embeddings are stored in fp16: mixing agrees to fp16 precision
     assert torch.allclose(again.mix(audio, 0.3), bank.mix(audio, 0.3), atol=2e-3)
@@ -109,3 +118,28 @@ def test_bank_noise_follows_the_santa_config():
     # A query equal to one caption retrieves that caption first with the clean bank.
     r = exact.retrieve(want[7:8])
     assert int(r.indices[0, 0]) == 7
+
+
+def test_santa_settings_come_from_the_checkpoint_config(tiny_ckpt_gpt2, tmp_path):
+    """config.json's santa.top_k / tau are what retrieval uses: editing them (on disk or on the loaded model)
+    changes the mixed embedding and the evidence. (They used to be copied into santa.json, which won.)"""
+    import shutil
+
+    from mats.model import MATS
+
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    audio = F.normalize(torch.randn(3, m.encoder.dim, generator=torch.Generator().manual_seed(3)), dim=-1)
+    before = m.condition(audio, 1.0)
+    top_before = len(m.explain(audio_embeddings=audio, santa=1.0, top=50)[0].captions)
+    m.config.santa.top_k, m.config.santa.tau = 1, 0.5
+    after = m.condition(audio, 1.0)
+    assert not torch.allclose(before, after, atol=1e-4)
+    assert len(m.explain(audio_embeddings=audio, santa=1.0, top=50)[0].captions) == 1 < top_before
+    # The same through the checkpoint's config.json.
+    folder = tmp_path / "edited"
+    shutil.copytree(tiny_ckpt_gpt2, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["santa"].update(top_k=1, tau=0.5)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    edited = MATS.from_pretrained(folder, device="cpu")
+    torch.testing.assert_close(edited.condition(audio, 1.0), after)

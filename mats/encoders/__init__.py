@@ -5,18 +5,9 @@ from pathlib import Path
 
 from mats.encoders.base import Encoder
 from mats.errors import ConfigError
+from mats.paths import resolve_relative
 
 BACKENDS = ("clap", "offline")
-
-
-def resolve_relative(cfg: dict, base_dir: str | Path | None) -> dict:
-    """Paths starting with ./ or ../ are relative to the checkpoint folder that names them."""
-    cfg = dict(cfg)
-    for key in ("id", "path"):
-        value = cfg.get(key)
-        if base_dir is not None and isinstance(value, str) and value.startswith(("./", "../")):
-            cfg[key] = str((Path(base_dir) / value).resolve())
-    return cfg
 
 
 def load_encoder(cfg: dict, base_dir: str | Path | None = None, device=None) -> Encoder:
@@ -39,4 +30,4 @@ def load_encoder(cfg: dict, base_dir: str | Path | None = None, device=None) -> 
     return enc
 
 
-__all__ = ["Encoder", "load_encoder", "BACKENDS"]
+__all__ = ["Encoder", "load_encoder", "BACKENDS", "resolve_relative"]
