@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from mats.errors import ConfigError, DataError
+from mats.formats import (CLOTHO_AQA, DESCRIPTIONS, ESC50, URBANSOUND8K, US8K_COLUMNS, caption_columns, csv_kind,
+                          first_row, headerless_us8k, is_class_list, open_text, supported_formats)
 # Task names and phrasings live in mats.tasks; re-exported here, where the trainer's data has always found them.
 from mats.tasks import (CAPTION_PROMPTS, CLASSIFY_PROMPTS, LABEL_SEPARATOR, MUSIC_CAPTION_PROMPTS,  # noqa: F401
                         PROMPTS, TASKS, humanise_label)
@@ -49,8 +51,6 @@ LABEL_TEXT_TEMPLATES = (
 
 MAX_REASONS = 5  # skip reasons kept per file; the count covers all of them
 
-_US8K_COLUMNS = ["slice_file_name", "fsid", "start", "end", "salience", "fold", "classid", "class"]
-_US8K_SLICE = re.compile(r"^\d+-\d+-\d+-\d+\.\w+$")
 _AUDIO_NAME = re.compile(r"\S+\.(wav|flac|mp3|ogg|m4a|aac|au)\b", re.IGNORECASE)
 _DAMAGED_YTID = "#NAME?"  # what Excel made of YouTube ids starting with "-" (SOURCES.md)
 
@@ -148,17 +148,13 @@ def _group_from_audio_id(audio_id: str, dataset: str) -> str:
     return f"{ds or 'ltu'}:{stem}"
 
 
-def _open_text(path: Path):
-    return open(path, encoding="utf-8-sig", newline="")  # utf-8-sig: brain2music starts with a BOM
-
-
 def _csv_rows(path: Path, report: LoadReport, required: Sequence[str], columns: Sequence[str] | None = None):
     """Yield (line number, {lower-cased column: value}) for well-formed rows; skip and report the rest.
 
     ``columns`` names the columns of a header-less file; otherwise the first line is the header.
     """
     try:
-        with _open_text(path) as f:
+        with open_text(path) as f:
             reader = csv.reader(f)
             if columns is None:
                 header = [h.strip().lower() for h in next(reader, [])]
@@ -238,9 +234,7 @@ def load_clotho(path, *, seed: int = 0) -> tuple[list[Sample], LoadReport]:
 
 
 def _clotho_rows(path: Path, report: LoadReport) -> Iterator[tuple[str, list[str], str]]:
-    with _open_text(path) as f:
-        header = [h.strip().lower() for h in next(csv.reader(f), [])]
-    caption_cols = [h for h in header if h.startswith("caption")]
+    caption_cols = caption_columns([h.strip().lower() for h in first_row(path)])
     if not caption_cols:
         raise DataError(f"{path}: no caption_1..caption_5 columns for the clotho format (found {header}).")
     for where, row in _csv_rows(path, report, ["file_name"]):
@@ -338,8 +332,8 @@ def load_text(path, *, seed: int = 0, task: str = "caption") -> tuple[list[Sampl
 def load_esc50(path, *, seed: int = 0, separator: str = LABEL_SEPARATOR) -> tuple[list[Sample], LoadReport]:
     """ESC-50 CSV: filename,fold,target,category,esc10,src_file,take (also clips/esc50/labels.csv)."""
     path, report, rng, out = _start(path, "esc50", seed)
-    for where, row in _csv_rows(path, report, ["filename", "category", "src_file"]):
-        label, src = _clean(row["category"]), _clean(row["src_file"])
+    for where, row in _csv_rows(path, report, list(ESC50.values())):
+        label, src = _clean(row[ESC50["label"]]), _clean(row[ESC50["group"]])
         if not label:
             report.skip(where, "empty category")
         elif not src:
@@ -353,13 +347,11 @@ def load_esc50(path, *, seed: int = 0, separator: str = LABEL_SEPARATOR) -> tupl
 def load_urbansound8k(path, *, seed: int = 0, separator: str = LABEL_SEPARATOR) -> tuple[list[Sample], LoadReport]:
     """UrbanSound8K CSV, with or without the header slice_file_name,fsID,start,end,salience,fold,classID,class."""
     path, report, rng, out = _start(path, "urbansound8k", seed)
-    with _open_text(path) as f:
-        first = next(csv.reader(f), [""])
-    columns = None if first and first[0].strip().lower() == "slice_file_name" else _US8K_COLUMNS
+    columns = US8K_COLUMNS if headerless_us8k(first_row(path)) else None
     if columns is not None:
         report.notes.append("no header line: assumed the official UrbanSound8K column order")
-    for where, row in _csv_rows(path, report, ["fsid", "class"], columns=columns):
-        label, fsid = _clean(row["class"]), _clean(row["fsid"])
+    for where, row in _csv_rows(path, report, [URBANSOUND8K["group"], URBANSOUND8K["label"]], columns=columns):
+        label, fsid = _clean(row[URBANSOUND8K["label"]]), _clean(row[URBANSOUND8K["group"]])
         if not label:
             report.skip(where, "empty class")
         elif not fsid:
@@ -403,7 +395,7 @@ def load_audioset(path, *, seed: int = 0, labels=None, separator: str = LABEL_SE
     damaged = 0
     unknown: list[str] = []
     try:
-        with _open_text(path) as f:
+        with open_text(path) as f:
             reader = csv.reader(f)
             for row in reader:
                 if not any(cell.strip() for cell in row):
@@ -466,8 +458,8 @@ def load_clotho_aqa(path, *, seed: int = 0, captions=None, lowercase_answer: boo
     path, report, rng, out = _start(path, "clotho_aqa", seed)
     lookup = read_clotho_captions(captions) if captions is not None else {}
     uncaptioned = 0
-    for where, row in _csv_rows(path, report, ["file_name", "questiontext", "answer"]):
-        file_name, question, answer = _clean(row["file_name"]), _clean(row["questiontext"]), _clean(row["answer"])
+    for where, row in _csv_rows(path, report, list(CLOTHO_AQA.values())):
+        file_name, question, answer = (_clean(row[CLOTHO_AQA[k]]) for k in ("file", "question", "answer"))
         if not question:
             report.skip(where, "empty question")
             continue
@@ -559,23 +551,7 @@ LOADERS: dict[str, Callable[..., tuple[list[Sample], LoadReport]]] = {
     "ltu": load_ltu,
 }
 
-FORMATS = {
-    "audiocaps": "AudioCaps CSV (audiocap_id,youtube_id,start_time,caption)",
-    "clotho": "Clotho captions CSV (file_name,caption_1..caption_5)",
-    "wavcaps": 'WavCaps JSON ({"data": [{"id","caption"}]})',
-    "musiccaps": "MusicCaps CSV (ytid,...,caption)",
-    "brain2music": "brain2music CSV (ID,DescEN)",
-    "text": "plain text, one caption per line (.txt)",
-    "esc50": "ESC-50 CSV (filename,fold,target,category,esc10,src_file,take)",
-    "urbansound8k": "UrbanSound8K CSV (slice_file_name,fsID,...,class; header optional)",
-    "audioset": "AudioSet segments CSV (# YTID, start_seconds, end_seconds, positive_labels) + class list",
-    "clotho_aqa": "Clotho-AQA CSV (file_name,QuestionText,answer)",
-    "ltu": "LTU/OpenAQA JSON (list of {instruction, output, audio_id})",
-}
-
-
-def supported_formats() -> str:
-    return "Supported formats (kind=...): " + "; ".join(f"{k}: {v}" for k, v in FORMATS.items()) + "."
+FORMATS = DESCRIPTIONS  # kind -> description (mats.formats)
 
 
 def _check_caption_lines(path: Path) -> None:
@@ -612,29 +588,11 @@ def detect_kind(path) -> str:
                 return "ltu"
         raise DataError(f"{path}: unrecognised JSON layout. {supported_formats()}")
     if suffix in (".csv", ".tsv"):
-        try:
-            with _open_text(path) as f:
-                first = next(csv.reader(f), [])
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text ({e}). Re-save the file as UTF-8.") from e
-        header = {h.strip().lower() for h in first}
-        if {"youtube_id", "caption"} <= header:
-            return "audiocaps"
-        if "file_name" in header and "caption_1" in header:
-            return "clotho"
-        if {"ytid", "caption"} <= header:
-            return "musiccaps"
-        if {"id", "descen"} <= header:
-            return "brain2music"
-        if {"filename", "category", "src_file"} <= header:
-            return "esc50"
-        if {"slice_file_name", "fsid", "class"} <= header or (first and _US8K_SLICE.match(first[0].strip())):
-            return "urbansound8k"
-        if first and first[0].strip().lower().startswith("# ytid") or "positive_labels" in header:
-            return "audioset"
-        if {"file_name", "questiontext", "answer"} <= header:
-            return "clotho_aqa"
-        if {"mid", "display_name"} <= header or (len(first) == 3 and first[2].strip().startswith("/m/")):
+        first = first_row(path)
+        kind = csv_kind(first)
+        if kind is not None:
+            return kind
+        if is_class_list(first):
             raise DataError(f"{path}: this is a class list, not training samples. Pass it as labels= to the "
                             "audioset loader, or load the segments / clips file that uses it.")
         raise DataError(f"{path}: unrecognised CSV header {first[:8]}. {supported_formats()}")

@@ -45,6 +45,8 @@ import numpy as np
 from mats.audio import AUDIO_SUFFIXES as AUDIO_EXTS
 from mats.quantize import NO_QUANTIZE_HELP
 from mats.errors import ConfigError, DataError
+from mats.formats import (AUDIOCAPS, CLOTHO, CLOTHO_AQA, ESC50, FILE_COLUMNS, LABEL_COLUMNS, URBANSOUND8K, US8K_COLUMNS,
+                          caption_columns, column, csv_kind, first_row, headerless_us8k, open_text)
 from mats.tasks import EVAL_TASK_ALIASES, EVAL_TASKS, LABEL_TEMPLATE, eval_task, label_prompt
 from mats.metrics import (
     MAPPING_RULE,
@@ -66,10 +68,6 @@ DEFAULT_TEMPLATE = LABEL_TEMPLATE
 TOP_K = 5  # top-5 accuracy is reported when the label set has at least this many labels
 MAX_LISTED = 20  # missing clips / notes kept by name in results.json (the count covers all)
 
-_FILE_COLUMNS = ("file", "filename", "file_name", "fname", "clip", "path", "audio", "audio_file")
-_LABEL_COLUMNS = ("label", "category", "class", "tag")
-_US8K_COLUMNS = ["slice_file_name", "fsid", "start", "end", "salience", "fold", "classid", "class"]
-_US8K_SLICE = re.compile(r"^\d+-\d+-\d+-\d+\.\w+$")
 _LOOSE_RE = re.compile(r"[^a-z0-9]+")
 
 
@@ -81,7 +79,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     if not path.is_file():
         raise DataError(f"{path}: metadata file not found; pass --meta with the labels / references / QA CSV.")
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with open_text(path) as f:
             rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e}). Re-save the file as UTF-8.") from e
@@ -90,10 +88,6 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     if not rows:
         raise DataError(f"{path}: the file is empty; it needs a header line and at least one row.")
     return [h.strip().lower() for h in rows[0]], rows[1:]
-
-
-def _column(header: Sequence[str], names: Sequence[str]) -> str | None:
-    return next((n for n in names if n in header), None)
 
 
 def _records(path: Path, header: list[str], rows: list[list[str]], notes: list[str]):
@@ -120,19 +114,16 @@ def read_label_csv(path) -> tuple[str, list[tuple[str, str]], list[str]]:
     path = Path(path)
     header, rows = _read_csv(path)
     notes: list[str] = []
-    if {"filename", "category"} <= set(header):
-        kind, fcol, lcol = "esc50", "filename", "category"
-    elif {"slice_file_name", "class"} <= set(header):
-        kind, fcol, lcol = "urbansound8k", "slice_file_name", "class"
-    elif header and _US8K_SLICE.match(header[0]) and len(header) == len(_US8K_COLUMNS):
-        # The UrbanSound8K.csv that circulates without its header line: the first row is data.
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
-        header = list(_US8K_COLUMNS)
-        kind, fcol, lcol = "urbansound8k", "slice_file_name", "class"
-        notes.append(f"{path.name}: no header line; assumed the official UrbanSound8K column order")
+    kind = csv_kind(header)
+    if kind in ("esc50", "urbansound8k"):
+        fmt = ESC50 if kind == "esc50" else URBANSOUND8K
+        fcol, lcol = fmt["file"], fmt["label"]
+        if kind == "urbansound8k" and headerless_us8k(header):  # the first row is data: read it too
+            rows = [[h for h in first_row(path)], *rows]
+            header = list(US8K_COLUMNS)
+            notes.append(f"{path.name}: no header line; assumed the official UrbanSound8K column order")
     else:
-        fcol, lcol = _column(header, _FILE_COLUMNS), _column(header, _LABEL_COLUMNS)
+        fcol, lcol = column(header, FILE_COLUMNS), column(header, LABEL_COLUMNS)
         if fcol is None or lcol is None:
             raise DataError(
                 f"{path}: cannot tell which columns hold the file and the label (header {header[:8]}). "
@@ -190,28 +181,28 @@ def read_caption_csv(path) -> tuple[str, list[tuple[list[str], list[str]]], list
     header, rows = _read_csv(path)
     notes: list[str] = []
     groups: dict[tuple, tuple[list[str], list[str]]] = {}
-    if "file_name" in header and any(h.startswith("caption_") for h in header):
-        kind = "clotho"
-        cols = [h for h in header if h.startswith("caption")]
+    kind = csv_kind(header)
+    if kind == "clotho":
+        cols, fcol = caption_columns(header), CLOTHO["file"]
         for rec in _records(path, header, rows, notes):
             caps = [rec[c] for c in cols if rec[c]]
-            if rec["file_name"] and caps:
-                entry = groups.setdefault((rec["file_name"],), ([rec["file_name"]], []))
+            if rec[fcol] and caps:
+                entry = groups.setdefault((rec[fcol],), ([rec[fcol]], []))
                 entry[1].extend(caps)
-    elif {"youtube_id", "start_time", "caption"} <= set(header):
-        kind = "audiocaps"
+    elif kind == "audiocaps" and AUDIOCAPS["start"] in header:
+        yt, start, cap, cap_id = (AUDIOCAPS[k] for k in ("group", "start", "caption", "id"))
         ids: dict[tuple, list[str]] = {}
         for rec in _records(path, header, rows, notes):
-            if not (rec["youtube_id"] and rec["caption"]):
+            if not (rec[yt] and rec[cap]):
                 continue
-            key = (rec["youtube_id"], _start_seconds(rec["start_time"]))
-            groups.setdefault(key, ([], []))[1].append(rec["caption"])
-            if rec.get("audiocap_id"):
-                ids.setdefault(key, []).append(rec["audiocap_id"])
+            key = (rec[yt], _start_seconds(rec[start]))
+            groups.setdefault(key, ([], []))[1].append(rec[cap])
+            if rec.get(cap_id):
+                ids.setdefault(key, []).append(rec[cap_id])
         for key, (cands, _) in groups.items():
             cands.extend(audiocaps_candidates(key[0], key[1], ids.get(key, [])))
     else:
-        fcol = _column(header, _FILE_COLUMNS)
+        fcol = column(header, FILE_COLUMNS)
         if fcol is None or "caption" not in header:
             raise DataError(
                 f"{path}: not a captioning references CSV (header {header[:8]}). Use Clotho "
@@ -232,10 +223,10 @@ def read_qa_csv(path) -> tuple[str, list[tuple[str, str, str]], list[str]]:
     path = Path(path)
     header, rows = _read_csv(path)
     notes: list[str] = []
-    if {"file_name", "questiontext", "answer"} <= set(header):
-        kind, fcol, qcol = "clotho_aqa", "file_name", "questiontext"
+    if csv_kind(header) == "clotho_aqa":
+        kind, fcol, qcol = "clotho_aqa", CLOTHO_AQA["file"], CLOTHO_AQA["question"]
     else:
-        kind, fcol, qcol = "generic", _column(header, _FILE_COLUMNS), "question"
+        kind, fcol, qcol = "generic", column(header, FILE_COLUMNS), "question"
         if fcol is None or not {"question", "answer"} <= set(header):
             raise DataError(
                 f"{path}: not a QA CSV (header {header[:8]}). Use Clotho-AQA (file_name,QuestionText,answer) "
