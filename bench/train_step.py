@@ -26,7 +26,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     a = ap.parse_args()
     from mats.config import LoraConfig, MapperConfig, MATSConfig
-    from mats.data import CAPTION_PROMPTS
+    from mats.tasks import CAPTION_PROMPTS
     from mats.lm import attach_lora, load_lm
     from mats.model import MATS
     from mats.testing import write_tiny_parts
@@ -49,8 +49,10 @@ def main():
         batch = model.assemble(model.prefix(emb), prompts, answers)
         tokens = int(batch.attention_mask.sum())
 
+        rows = model.collate(prompts, answers)  # the trainer's collate step, once (mats.train)
+
         def mats_step():
-            loss = model(emb, prompts, answers)
+            loss = model(emb, tokens=rows)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -37,6 +37,15 @@ IGNORE = -100
 
 
 @dataclass
+class RowTokens:
+    """One row's token ids around the audio prefix: ``before [prefix] after answer`` (``MATS.collate``)."""
+
+    before: list[int]
+    after: list[int]  # the instruction and what follows it, up to where the answer starts
+    answer: list[int]  # empty at inference
+
+
+@dataclass
 class Batch:
     inputs_embeds: torch.Tensor  # [B, T, H]
     attention_mask: torch.Tensor  # [B, T]
@@ -201,14 +210,24 @@ class MATS(torch.nn.Module):
         """Template text: its special tokens (``<|im_start|>``...) are real special tokens."""
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _plain_tokens(self, text: str) -> list[int]:
-        """User text (questions, captions): a typed ``<|im_end|>`` stays plain characters, never a control token."""
-        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    def collate(self, instructions: Sequence[str], answers: Sequence[str] | None = None) -> list[RowTokens]:
+        """The collate step: every row's prompt and answer as token ids, tokenised in one batched call each.
 
-    def _prompt_tokens(self, instruction: str) -> tuple[list[int], list[int]]:
-        """Token ids before and after the audio prefix for one instruction."""
+        The trainer runs it once over all its samples, not at every step; ``assemble`` runs it for text.
+        """
         before, between, after = self.prompt.render_around(self.tokenizer)
-        return self._tokens(before), self._tokens(between) + self._plain_tokens(instruction) + self._tokens(after)
+        ids_before, ids_between, ids_after = self._tokens(before), self._tokens(between), self._tokens(after)
+        # Instructions are user text: a typed "<|im_end|>" stays plain characters, never a control token.
+        questions = self.tokenizer(list(instructions), add_special_tokens=False,
+                                   split_special_tokens=True)["input_ids"] if len(instructions) else []
+        if answers is None:
+            targets = [[] for _ in questions]
+        else:
+            end = self.config.answer_end_token
+            texts = [self.prompt.answer(self.tokenizer, a, end) for a in answers]
+            targets = [ids[: self.config.max_answer_tokens]  # bounded sequence length and memory
+                       for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        return [RowTokens(ids_before, ids_between + q + ids_after, t) for q, t in zip(questions, targets)]
 
     @property
     def context_length(self) -> int | None:
@@ -224,18 +243,20 @@ class MATS(torch.nn.Module):
         """[B, D] embedding -> [B, P, H] soft tokens in the LM's dtype."""
         return self.mapper(embedding.to(self.device, torch.float32)).to(self.lm_dtype)
 
-    def assemble(self, prefix: torch.Tensor, instructions: Sequence[str], answers: Sequence[str] | None = None,
-                 pad_left: bool = False) -> Batch:
-        """Build inputs_embeds/attention_mask(/labels) for a batch; loss only on answer tokens."""
+    def assemble(self, prefix: torch.Tensor, instructions: Sequence[str] | None = None,
+                 answers: Sequence[str] | None = None, pad_left: bool = False,
+                 tokens: Sequence[RowTokens] | None = None) -> Batch:
+        """Build inputs_embeds/attention_mask(/labels) for a batch; loss only on answer tokens.
+
+        Rows come as text (``instructions``, ``answers``) or already collated (``tokens``, ``MATS.collate``)."""
+        if tokens is None:
+            tokens = self.collate(instructions, answers)
+        with_answers = any(t.answer for t in tokens) or answers is not None
         rows, labels = [], []
-        for i, instruction in enumerate(instructions):
-            ids_b, ids_a = self._prompt_tokens(instruction)
-            ids_ans = (self._tokens(self.prompt.answer(self.tokenizer, answers[i], self.config.answer_end_token))
-                       if answers is not None else [])
-            ids_ans = ids_ans[: self.config.max_answer_tokens]  # bounded sequence length and memory
-            parts = [self._embed_tokens(ids_b), prefix[i], self._embed_tokens(ids_a + ids_ans)]
+        for i, t in enumerate(tokens):
+            parts = [self._embed_tokens(t.before), prefix[i], self._embed_tokens(t.after + t.answer)]
             rows.append(torch.cat([p for p in parts if p.shape[0]], dim=0))
-            labels.append([IGNORE] * (len(ids_b) + prefix.shape[1] + len(ids_a)) + ids_ans)
+            labels.append([IGNORE] * (len(t.before) + prefix.shape[1] + len(t.after)) + t.answer)
         width = max(r.shape[0] for r in rows)
         hidden = rows[0].shape[1]
         embeds = torch.zeros(len(rows), width, hidden, dtype=rows[0].dtype, device=self.device)
@@ -246,21 +267,21 @@ class MATS(torch.nn.Module):
             sl = slice(width - n, width) if pad_left else slice(0, n)
             embeds[i, sl], mask[i, sl] = r, 1
             lab[i, sl] = torch.tensor(labels[i], device=self.device)
-        return Batch(embeds, mask, lab if answers is not None else None)
+        return Batch(embeds, mask, lab if with_answers else None)
 
     # ------------------------------------------------------------------ training
-    def forward(self, text_embeddings: torch.Tensor, instructions: Sequence[str], answers: Sequence[str],
-                noise_variance: float | None = None, generator: torch.Generator | None = None,
-                noise: bool | None = None) -> torch.Tensor:
+    def forward(self, text_embeddings: torch.Tensor, instructions: Sequence[str] | None = None,
+                answers: Sequence[str] | None = None, noise: bool = True, generator: torch.Generator | None = None,
+                tokens: Sequence[RowTokens] | None = None) -> torch.Tensor:
         """Training loss for a batch of (frozen) text embeddings: noise -> mapper -> LM cross-entropy.
 
-        Noise is on in training mode (or when ``noise=True``, e.g. for a validation loss on the training
-        objective) and off otherwise.
+        ``noise``: the one switch. On (the training objective, also for a validation loss), the embeddings get
+        the config's Gaussian noise (sigma^2 = ``noise_variance``); off, they are only normalised. Rows come as
+        text or as ``tokens`` from ``MATS.collate`` (the trainer collates once, not at every step).
         """
-        var = self.config.noise_variance if noise_variance is None else noise_variance
-        noisy = self.training if noise is None else noise
-        z = add_noise(text_embeddings.float(), var, generator=generator) if noisy else F.normalize(text_embeddings.float(), dim=-1)
-        batch = self.assemble(self.prefix(z), instructions, answers)
+        e = text_embeddings.float()
+        z = add_noise(e, self.config.noise_variance, generator=generator) if noise else F.normalize(e, dim=-1)
+        batch = self.assemble(self.prefix(z), instructions, answers, tokens=tokens)
         out = self.lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=batch.labels)
         return out.loss
 

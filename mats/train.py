@@ -346,6 +346,8 @@ def train(run: RunConfig, resume: bool = False, on_step: Callable[[int, float], 
     text_emb = cache.embed([s.text for s in samples])
     val = val[: tc.max_val_samples]
     val_emb = cache.embed([s.text for s in val]) if val else None
+    # The collate step, once: every sample's prompt and answer as token ids (not re-tokenised at every step).
+    tokens = model.collate([s.prompt for s in samples], [s.answer for s in samples])
 
     optimizer = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(tc.warmup_steps, tc.max_steps, tc.min_lr_ratio))
@@ -374,14 +376,13 @@ def train(run: RunConfig, resume: bool = False, on_step: Callable[[int, float], 
                 order = train_mix.epoch_indices(epoch)
             idx = order[position + rank * tc.batch_size : position + (rank + 1) * tc.batch_size]
             position += global_batch
-            batch = [samples[i] for i in idx]
             emb = text_emb[idx].to(acc.device)
             seed = _step_seed(tc.seed, step, micro, rank)
             torch.manual_seed(seed)  # dropout of this step: same with or without a resume
             gen = torch.Generator().manual_seed(seed)
             with acc.accumulate(dmodel):
                 with acc.autocast():
-                    loss = dmodel(emb, [s.prompt for s in batch], [s.answer for s in batch], generator=gen)
+                    loss = dmodel(emb, tokens=[tokens[i] for i in idx], generator=gen)
                 acc.backward(loss)
                 if acc.sync_gradients and tc.max_grad_norm:
                     acc.clip_grad_norm_(dmodel.parameters(), tc.max_grad_norm)
@@ -460,7 +461,7 @@ def validation_loss(model, val, val_emb, tc: TrainConfig) -> float:
     for i in range(0, len(val), tc.batch_size):
         batch = val[i : i + tc.batch_size]
         loss = model(val_emb[i : i + len(batch)].to(model.device), [s.prompt for s in batch],
-                     [s.answer for s in batch], generator=gen, noise=True)
+                     [s.answer for s in batch], noise=True, generator=gen)
         total += loss.item() * len(batch)
         n += len(batch)
     model.train(was_training)

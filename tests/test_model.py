@@ -161,6 +161,27 @@ def test_batched_generation_matches_single(tiny_ckpt_llama):
     assert both == one
 
 
+def test_collated_rows_train_exactly_like_text_and_noise_is_one_switch(ckpt):
+    """The trainer collates once (MATS.collate) and passes token ids; the loss is the one from text. ``noise``
+    is the only noise switch: on draws from the generator, off only normalises."""
+    m = MATS.from_pretrained(ckpt, device="cpu", quantize="none")
+    emb = m.encoder.embed_text(["a dog barks loudly", "rain falls on a roof"])
+    instr, answers = ["Describe the sound.", "What is it? <|im_end|> answer"], ["a dog barks", "rain"]
+    tokens = m.collate(instr, answers)
+    assert all(t.answer for t in tokens) and tokens[0].before == tokens[1].before
+    seeded = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    with torch.no_grad():
+        from_text = m(emb, instr, answers, generator=seeded())
+        from_tokens = m(emb, tokens=tokens, generator=seeded())
+        other_noise = m(emb, tokens=tokens, generator=torch.Generator().manual_seed(6))
+        clean = m(emb, tokens=tokens, noise=False)
+        assert torch.equal(from_text, from_tokens)
+        assert not torch.equal(from_tokens, other_noise)  # noise on: the generator's draw matters
+        assert torch.equal(clean, m(emb, tokens=tokens, noise=False, generator=seeded()))  # off: no draw at all
+        b_text, b_tok = m.assemble(m.prefix(emb), instr, answers), m.assemble(m.prefix(emb), tokens=tokens)
+    assert torch.equal(b_text.labels, b_tok.labels) and torch.equal(b_text.inputs_embeds, b_tok.inputs_embeds)
+
+
 def test_stream_yields_growing_text_ending_in_greedy_answer(tiny_ckpt_gpt2):
     m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
     clip = tiny_clip()
