@@ -26,7 +26,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     a = ap.parse_args()
     from mats.config import LoraConfig, MapperConfig, MATSConfig
-    from mats.tasks import CAPTION_PROMPTS
+    from mats.prompts import CAPTION_PROMPTS
     from mats.lm import attach_lora, load_lm
     from mats.model import MATS
     from mats.testing import write_tiny_parts

@@ -15,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mats.audio import DEFAULT_MAX_SECONDS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Clip, check_signal, load_clip
+from mats.audio import (DEFAULT_MAX_SECONDS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Clip, check_signal, load_clip,
+                        window_bounds)
 from mats.errors import AudioError
 
 # The demo answers about the first minute; longer clips are capped (and the page says so). Clips longer
@@ -77,10 +78,8 @@ def _duration(seconds: float) -> str:
 
 
 def count_windows(n_samples: int, window_samples: int) -> int:
-    """How many windows ``mats.audio.windows`` makes (stride = window, one extra aligned to the end)."""
-    if n_samples <= window_samples:
-        return 1
-    return math.ceil(n_samples / window_samples)
+    """How many windows ``mats.audio.windows`` makes: its own ``window_bounds``, counted."""
+    return len(window_bounds(n_samples, window_samples))
 
 
 def prepare_clip(audio, target_sr: int, window_seconds: float, max_seconds: float = DEMO_MAX_SECONDS,
@@ -137,19 +136,12 @@ def prepare_clip(audio, target_sr: int, window_seconds: float, max_seconds: floa
 
 # ---------------------------------------------------------------------------------------------- spectrogram
 def _mel_filterbank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """HTK mel triangles [n_mels, n_fft // 2 + 1] (enough for a picture; no librosa needed)."""
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + f / 700.0)
+    """HTK mel triangles [n_mels, n_fft // 2 + 1] up to 16 kHz, for a picture: transformers' maintained filter bank
+    (the one the offline encoder's front end uses too), not a second hand-written one."""
+    from transformers.audio_utils import mel_filter_bank
 
-    def mel_to_hz(m):
-        return 700.0 * (10 ** (m / 2595.0) - 1.0)
-
-    freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(min(sr / 2, 16000.0)), n_mels + 2))
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (freqs[None] - lower) / np.maximum(centre - lower, 1e-9)
-    down = (upper - freqs[None]) / np.maximum(upper - centre, 1e-9)
-    return np.maximum(0.0, np.minimum(up, down))
+    return mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=0.0,
+                           max_frequency=min(sr / 2, 16000.0), sampling_rate=sr, norm=None, mel_scale="htk").T
 
 
 def log_mel(waveform: np.ndarray, sr: int, n_mels: int = 64, max_frames: int = 600) -> tuple[np.ndarray, float]:

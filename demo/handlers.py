@@ -29,7 +29,7 @@ from demo.clips import (DEMO_MAX_SECONDS, HARD_MAX_SECONDS, NO_CLIP, PreparedCli
 from demo.models import HOW_TO_GET_A_MODEL, ModelRegistry
 from demo.sessions import SessionBanks, UserBank
 from mats.errors import AudioError, CheckpointError, DataError, MATSError
-from mats.tasks import split_tags
+from mats.prompts import split_tags
 
 log = logging.getLogger("demo")
 
@@ -165,7 +165,7 @@ def parse_labels(text: str | None) -> list[str]:
     return labels
 
 
-parse_tags = split_tags  # typed labels are read like MATS's own tags (mats.tasks)
+parse_tags = split_tags  # typed labels are read like MATS's own tags (mats.prompts)
 
 
 def check_question(question: str | None) -> str:

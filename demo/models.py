@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 from mats.errors import CheckpointError
-from mats.hub import DEFAULT_CHECKPOINTS, REPO_ROOT  # default folders, relative to the repository root (app.py's)
+# The shipped offline defaults, relative to the repository root (app.py's). The app knows the repository's layout;
+# the library does not. The GPT-2 one first so Compare pits it against the LLaMA one.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINTS = ("assets/mats-gpt2-mini", "assets/mats-smollm2")
 
 PAPER_URL = "https://arxiv.org/abs/2502.13433"
 # The model menu opens on the strongest shipped checkpoint (README: "How well they hear"); the others follow.

@@ -18,7 +18,7 @@ import torch
 
 from mats.audio import AUDIO_SUFFIXES, DEFAULT_MAX_SECONDS, try_load_clip
 from mats.errors import MATSError
-from mats.tasks import LABEL_SEPARATOR, instruction_for, split_tags
+from mats.prompts import LABEL_SEPARATOR, instruction_for, split_tags
 
 MAX_FILES = 200
 MAX_TOTAL_BYTES = 500 * 1024 * 1024

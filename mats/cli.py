@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from mats.errors import CheckpointError, MATSError
 from mats.quantize import NO_QUANTIZE_HELP
-from mats.errors import MATSError
 
 from mats.audio import AUDIO_SUFFIXES as AUDIO_EXTS
 
@@ -70,10 +70,30 @@ def _emit(rows: list[dict], output: str | None, many: bool = False) -> None:
     print(f"wrote {len(rows)} rows to {path}", file=sys.stderr)
 
 
+# Where the shipped default lives, relative to the repository root (a source checkout or an editable install).
+# The CLI knows the repository's layout; the library does not.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CLI_CHECKPOINT = "assets/mats-smollm2"  # the better-measured of the two shipped models
+
+
+def default_checkpoint() -> Path:
+    """The checkpoint used when none is named: ``$MATS_MODEL`` if set, else the shipped MATS-SmolLM2."""
+    named = os.environ.get("MATS_MODEL")
+    if named:
+        return Path(named)
+    path = REPO_ROOT / DEFAULT_CLI_CHECKPOINT
+    if not (path / "config.json").is_file():
+        raise CheckpointError(
+            f"no model given and the default checkpoint {path} is not there (it ships with the source checkout). "
+            "Name one: a checkpoint folder or a Hub id (e.g. `mats caption user/mats-gpt2 clip.wav`), or set MATS_MODEL."
+        )
+    return path
+
+
 def _split_inputs(a) -> None:
     """``mats caption [MODEL] CLIP...`` / ``mats ask [MODEL] QUESTION CLIP...``: the model is optional (default: the
     shipped checkpoint), so the first word is the model only when it names one (see ``looks_like_checkpoint``)."""
-    from mats.hub import default_checkpoint, looks_like_checkpoint
+    from mats.hub import looks_like_checkpoint
 
     words = list(a.inputs)
     model = a.model

@@ -121,7 +121,7 @@ class MATSConfig:
             if key in nested:
                 if not isinstance(value, dict):
                     raise ConfigError(f"'{key}' must be an object of settings, got {value!r}")
-                out[key] = _build(nested[key], value, key)
+                out[key] = build_section(nested[key], value, key)
             else:
                 out[key] = _checked(cls, key, value, "")
         return cls(**out)
@@ -144,7 +144,8 @@ class MATSConfig:
             raise CheckpointError(f"{path}: {e}. Fix the file or re-save the checkpoint.") from e
 
 
-def _build(klass, values: dict, where: str):
+def build_section(klass, values: dict, where: str):
+    """A config dataclass from a dict: unknown keys and values of the wrong type are ConfigErrors naming them."""
     known = {f.name for f in dataclasses.fields(klass)}
     unknown = set(values) - known
     if unknown:

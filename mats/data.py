@@ -34,8 +34,8 @@ from typing import Callable, Iterator, Mapping, Sequence
 from mats.errors import ConfigError, DataError
 from mats.formats import (CLOTHO_AQA, DESCRIPTIONS, ESC50, URBANSOUND8K, US8K_COLUMNS, caption_columns, csv_kind,
                           first_row, headerless_us8k, is_class_list, open_text, supported_formats)
-# Task names and phrasings live in mats.tasks; re-exported here, where the trainer's data has always found them.
-from mats.tasks import (CAPTION_PROMPTS, CLASSIFY_PROMPTS, LABEL_SEPARATOR, MUSIC_CAPTION_PROMPTS,  # noqa: F401
+# Task names and phrasings live in mats.prompts; re-exported here, where the trainer's data has always found them.
+from mats.prompts import (CAPTION_PROMPTS, CLASSIFY_PROMPTS, LABEL_SEPARATOR, MUSIC_CAPTION_PROMPTS,  # noqa: F401
                         PROMPTS, TASKS, humanise_label)
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from mats.quantize import NO_QUANTIZE_HELP
 from mats.errors import ConfigError, DataError
 from mats.formats import (AUDIOCAPS, CLOTHO, CLOTHO_AQA, ESC50, FILE_COLUMNS, LABEL_COLUMNS, URBANSOUND8K, US8K_COLUMNS,
                           caption_columns, column, csv_kind, first_row, headerless_us8k, open_text)
-from mats.tasks import EVAL_TASK_ALIASES, EVAL_TASKS, LABEL_TEMPLATE, eval_task, label_prompt
+from mats.prompts import EVAL_TASK_ALIASES, EVAL_TASKS, LABEL_TEMPLATE, eval_task, label_prompt
 from mats.metrics import (
     MAPPING_RULE,
     accuracy,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from mats.errors import DataError
-from mats.tasks import LABEL_TEMPLATE
+from mats.prompts import LABEL_TEMPLATE
 
 ESC50_LABELS = (
     "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow", "rain", "sea_waves",

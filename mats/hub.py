@@ -6,7 +6,6 @@ prints them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -26,27 +25,6 @@ CITATION = """@inproceedings{wang2025mats,
   year      = {2025},
   url       = {https://arxiv.org/abs/2502.13433}
 }"""
-
-
-# The shipped offline defaults, relative to the repository root (a source checkout or an editable install). The
-# GPT-2 one first so the demo's Compare pits it against the LLaMA one; the CLI uses the better-measured SmolLM2 one.
-DEFAULT_CHECKPOINTS = ("assets/mats-gpt2-mini", "assets/mats-smollm2")
-DEFAULT_CLI_CHECKPOINT = "assets/mats-smollm2"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_checkpoint() -> Path:
-    """The checkpoint used when none is named: ``$MATS_MODEL`` if set, else the shipped MATS-SmolLM2."""
-    named = os.environ.get("MATS_MODEL")
-    if named:
-        return Path(named)
-    path = REPO_ROOT / DEFAULT_CLI_CHECKPOINT
-    if not (path / "config.json").is_file():
-        raise CheckpointError(
-            f"no model given and the default checkpoint {path} is not there (it ships with the source checkout). "
-            "Name one: a checkpoint folder or a Hub id (e.g. `mats caption user/mats-gpt2 clip.wav`), or set MATS_MODEL."
-        )
-    return path
 
 
 def looks_like_checkpoint(arg: str) -> bool:

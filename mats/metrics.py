@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mats.errors import ConfigError, DataError
-from mats.tasks import LABEL_TEMPLATE
+from mats.prompts import LABEL_TEMPLATE
 
 __all__ = [
     "MAPPING_RULE",

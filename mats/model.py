@@ -29,8 +29,8 @@ from mats.errors import CheckpointError, MATSError
 from mats.lm import attach_lora, default_device, default_dtype, load_lm
 from mats.mapper import PrefixMapper
 from mats.paths import portable, resolve_relative
-from mats.tasks import LABEL_TEMPLATE, humanise_label, label_prompt, split_tags
-from mats.prompts import PromptFormat, instruction_for, resolve_style
+from mats.prompts import (LABEL_TEMPLATE, PromptFormat, humanise_label, instruction_for, label_prompt, resolve_style,
+                          split_tags)
 from mats.santa import Evidence, SantaBank, add_noise
 
 IGNORE = -100

@@ -13,7 +13,7 @@ import torch
 
 from mats.audio import DEFAULT_MAX_SECONDS, check_signal, load_clip, window_bounds, windows
 from mats.errors import MATSError
-from mats.tasks import LABEL_SEPARATOR, instruction_for, split_tags
+from mats.prompts import LABEL_SEPARATOR, instruction_for, split_tags
 
 TASKS = ("caption", "classify")
 Progress = Callable[[int, int, str], None]  # (done, total, what)

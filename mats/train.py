@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mats.bank import TextEmbeddingCache, build_bank
-from mats.config import MATSConfig, apply_overrides
+from mats.config import MATSConfig, apply_overrides, build_section
 from mats.errors import ConfigError
 
 
@@ -78,19 +78,11 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown top-level config key(s) {sorted(unknown)}; use model, data, train")
         model = MATSConfig.from_dict(d.get("model", {}))
-        return cls(model=model, data=_dc(DataConfig, d.get("data", {}), "data"),
-                   train=_dc(TrainConfig, d.get("train", {}), "train"))
+        return cls(model=model, data=build_section(DataConfig, d.get("data", {}), "data"),
+                   train=build_section(TrainConfig, d.get("train", {}), "train"))
 
     def to_dict(self) -> dict:
         return {"model": self.model.to_dict(), "data": asdict(self.data), "train": asdict(self.train)}
-
-
-def _dc(klass, values: dict, where: str):
-    known = set(klass.__dataclass_fields__)
-    unknown = set(values) - known
-    if unknown:
-        raise ConfigError(f"unknown key(s) {sorted(unknown)} in '{where}'; known: {sorted(known)}")
-    return klass(**values)
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

@@ -54,8 +54,10 @@ def test_model_is_optional_and_defaults_to_the_shipped_checkpoint(tiny_ckpt_gpt2
     assert not hub.looks_like_checkpoint("What is making the sound?") and not hub.looks_like_checkpoint("x/dog.wav")
     # without MATS_MODEL the default is the shipped MATS-SmolLM2; when it is absent the error says what to do
     monkeypatch.delenv("MATS_MODEL")
-    assert hub.default_checkpoint() == hub.REPO_ROOT / "assets" / "mats-smollm2"
-    monkeypatch.setattr(hub, "REPO_ROOT", tmp_path)
+    import mats.cli
+
+    assert mats.cli.default_checkpoint() == mats.cli.REPO_ROOT / "assets" / "mats-smollm2"
+    monkeypatch.setattr(mats.cli, "REPO_ROOT", tmp_path)
     assert main(["caption", str(clip)]) == 2
     err = capsys.readouterr().err
     assert "no model given" in err and "MATS_MODEL" in err

@@ -565,13 +565,10 @@ class OfflineEncoder(Encoder):
 
 
 def _find_checkpoint(path_or_id: str) -> Path:
-    """A local folder (as given, else relative to the repository root) or a Hub snapshot."""
+    """A local folder or a Hub snapshot. (A checkpoint names its encoder relative to itself, mats.paths.)"""
     p = Path(path_or_id).expanduser()
     if p.is_dir():
         return p
-    repo_root = Path(__file__).resolve().parents[2]
-    if not p.is_absolute() and (repo_root / p).is_dir():
-        return repo_root / p  # e.g. "assets/encoders/sfx-minilm" when running from another directory
     if p.exists():
         raise CheckpointError(f"{path_or_id} is a file; give the encoder folder that holds {CONFIG_NAME}.")
     if path_or_id.count("/") != 1 or path_or_id.startswith((".", "/", "~")):
