@@ -298,7 +298,7 @@ def train(run: RunConfig, resume: bool = False, on_step: Callable[[int, float], 
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    from mats.data import build_dataset
+    from mats.mixture import build_dataset
 
     tc, cfg = run.train, run.model
     out = Path(tc.out)

@@ -17,13 +17,11 @@ from mats.data import (
     PROMPTS,
     TASKS,
     LoadReport,
-    Mixture,
     Sample,
-    build_dataset,
     detect_kind,
     load_source,
-    split_by_group,
 )
+from mats.mixture import Mixture, build_dataset, split_by_group
 from mats.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
