@@ -50,7 +50,7 @@ def first_text_s(model, repeats: int) -> float:
 
 
 def eval_clips_per_s(folder: Path, quantize: str) -> float:
-    from mats.evaluate import evaluate
+    from mats.eval import evaluate
 
     with tempfile.TemporaryDirectory() as tmp:
         clips = sorted(p.name for p in (ROOT / "assets" / "examples").glob("*.flac"))

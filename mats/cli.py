@@ -174,7 +174,7 @@ def cmd_train(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from mats.evaluate import eval_from_cli
+    from mats.eval.cli import eval_from_cli
 
     return eval_from_cli(a)
 
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="evaluate checkpoints on clips (classification, captioning, QA)")
-    from mats.evaluate import add_eval_args
+    from mats.eval.cli import add_eval_args
 
     add_eval_args(s)
     s.set_defaults(func=cmd_eval)

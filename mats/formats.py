@@ -1,7 +1,7 @@
 """Dataset file formats: what each known dataset's metadata looks like, and how to tell them apart.
 
 The one home of this knowledge. The trainer's loaders (``mats.data``: text-only samples) and the evaluation
-readers (``mats.evaluate``: clips with labels, references or questions) both read the same files, so both ask
+readers (``mats.eval.metadata``: clips with labels, references or questions) both read the same files, so both ask
 here which format a file is and which columns hold what. Column names are compared lower-cased.
 """
 from __future__ import annotations

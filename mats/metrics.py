@@ -1,6 +1,6 @@
 """Pure metric functions for MATS evaluation: captioning, text similarity, classification, QA.
 
-Nothing here loads a model or touches the network; the evaluation runner (``mats.evaluate``) reads the data,
+Nothing here loads a model or touches the network; the evaluation runner (``mats.eval``) reads the data,
 runs the model and hands the texts to these functions.
 
 Captioning follows the coco-caption toolkit (github.com/tylin/coco-caption, packaged on PyPI as

@@ -9,7 +9,7 @@ no Freesound recording with anything the encoder was aligned on):
   * MATS classify accuracy (generated tags mapped onto the label set in the encoder's text space), lambda 0/0.3/0.6,
   * caption relevance: share of captions that name the right sound source (keyword list below), and the mean
     text similarity between the caption and the label sentence, lambda 0/0.3/0.6,
-  * the round trip (mats.evaluate.round_trip): the clean and the training-noise text embedding of
+  * the round trip (mats.eval.round_trip): the clean and the training-noise text embedding of
     "the sound of {label}" for all 50 ESC-50 + 10 US8K labels, through mapper + LM, back to a label,
   * with --hearing: the hearing checks (mats.hearing) on a held-out table such as make_corpus's test.csv:
     coarse / family / mixture zero-shot, and whether captions of speech say speech and captions of
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("--update-cards", action="store_true",
                     help="also write the headline numbers into each model's config (train_info.eval) and model card")
     a = ap.parse_args(argv)
-    from mats.evaluate import evaluate, round_trip
+    from mats.eval import evaluate, round_trip
     from mats.hearing import ESC50_LABELS, US8K_LABELS, evaluate_hearing
     from mats.model import MATS
 

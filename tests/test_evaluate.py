@@ -1,4 +1,4 @@
-"""The evaluation runner (mats.evaluate) on tiny random models: file formats, clip matching, the lambda sweep's
+"""The evaluation runner (mats.eval) on tiny random models: file formats, clip matching, the lambda sweep's
 single audio pass, a corrupt clip, values that can be recomputed by hand, and the output files.
 
 The metric functions themselves are tested in test_metrics.py; here we test that the runner feeds them right.
@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from mats.errors import ConfigError, DataError
-from mats.evaluate import (
+from mats.eval import (
     DEFAULT_TEMPLATE,
     audiocaps_candidates,
     evaluate,
@@ -287,7 +287,7 @@ def test_cli_eval(tiny_ckpt_gpt2, clips, tmp_path, capsys):
 
 
 def test_round_trip_scores_its_own_failures(model):
-    from mats.evaluate import round_trip
+    from mats.eval import round_trip
 
     labels = ["dog", "rain", "siren", "engine", "bird"]
     res = round_trip(model, labels, gen=GEN)
@@ -305,7 +305,7 @@ def test_round_trip_scores_its_own_failures(model):
 
 
 def test_round_trip_is_perfect_when_the_lm_repeats_the_label(model, monkeypatch):
-    from mats.evaluate import round_trip
+    from mats.eval import round_trip
 
     labels = ["dog", "rain", "siren"]
     # An LM that answers with the label whose text embedding it was handed: the mapping must return it.
@@ -316,3 +316,14 @@ def test_round_trip_is_perfect_when_the_lm_repeats_the_label(model, monkeypatch)
 
     monkeypatch.setattr(model, "generate_from_embeddings", echo)
     assert round_trip(model, labels)["top1"] == 1.0
+
+
+def test_old_import_path_still_works():
+    # mats.evaluate was one module; it is now the package mats.eval. Older imports get the same objects.
+    import mats.eval
+    import mats.evaluate
+
+    for name in mats.evaluate.__all__:
+        assert getattr(mats.evaluate, name) is getattr(mats.eval, name), name
+    assert mats.evaluate.round_trip is mats.eval.round_trip
+    assert mats.evaluate.summary_table is mats.eval.summary_table

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("name", ["mats-gpt2-mini", "mats-smollm2"])
 def test_round_trip_does_not_regress(name):
     from mats import MATS
-    from mats.evaluate import round_trip
+    from mats.eval import round_trip
     from mats.hearing import ESC50_LABELS, US8K_LABELS
 
     report = json.loads(RESULTS.read_text())
