@@ -409,7 +409,7 @@ MAPPING_RULE = (
     "name first when two start at the same place (so 'dog barking' beats 'dog'). "
     "(2) Similarity: every other label follows in order of cosine similarity between the encoder's text "
     "embedding of the generated text and that of the label written into the template "
-    "(default 'the sound of {label}'); ties keep label order."
+    f"(default '{LABEL_TEMPLATE}'); ties keep label order."
 )
 
 _NON_WORD_RE = re.compile(r"[\W_]+")

@@ -536,7 +536,7 @@ def _label_list(labels) -> list[str]:
 
 def _check_template(template) -> None:
     if not isinstance(template, str) or "{label}" not in template:
-        raise MATSError(f"The label template must be text containing {{label}}, like 'the sound of {{label}}'; "
+        raise MATSError(f"The label template must be text containing {{label}}, like '{LABEL_TEMPLATE}'; "
                         f"got {template!r}.")
     try:
         template.format(label="x")

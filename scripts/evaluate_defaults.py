@@ -98,7 +98,9 @@ def caption_relevance(model, clips: list[Path], labels: list[str], lambdas, gen)
     from mats.prompts import instruction_for
 
     emb = model.embed_clips([str(c) for c in clips])
-    label_text = model.encoder.embed_text([f"the sound of {l.replace('_', ' ')}" for l in labels])
+    from mats.prompts import label_prompt
+
+    label_text = model.encoder.embed_text([label_prompt(l) for l in labels])
     out = {}
     for lam in lambdas:
         z = model.condition(emb, lam)

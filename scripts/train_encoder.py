@@ -17,15 +17,15 @@ Recipe (LiT: the text tower is locked, only the audio side learns):
    computed once and cached; every pooling below reads them.
 4. Projection: standardise, then a linear map or a one-hidden-layer MLP into the 384-d text space, trained with
    the symmetric multi-positive InfoNCE loss (learned temperature). Texts: the corpus's captions (several per
-   clip, one drawn per step) and, for real clips, 6 hand-written sentences per class (no longer the exact
-   evaluation prompt "the sound of {label}": that made the zero-shot figure a training-set figure).
+   clip, one drawn per step) and, for real clips, 6 hand-written sentences per class
+   (scripts/encoder_sentences.json).
 5. ``--select`` compares capacities (CANDIDATES: whole-window max vector or max/mean/std statistics over the
    frames, linear or MLP) trained on train and scored on val, plus the best one trained on the real clips only
    (what the data alone buys); the shipped weights are that choice fit on train + val, scored once on test.
 6. Checks (mats.hearing): coarse speech / music / other, instrument family among ten, two- and three-source
    mixtures (each source's label in the top 5), ESC-50 (50 labels) and UrbanSound8K (10) zero-shot.
 
-Fine-tuning CNN blocks was not tried: block 4 alone costs about 150 s per epoch on this CPU.
+What was tried and dropped is in the encoder's model card (``write_model_card``: "What was tried").
 """
 from __future__ import annotations
 
@@ -50,141 +50,13 @@ from mats.audio import load_clip, windows  # noqa: E402
 from mats.encoders.offline import MINILM_ID, AudioProjection, OfflineEncoder, pool_blocks  # noqa: E402
 from mats import hearing  # noqa: E402
 from mats.errors import DataError  # noqa: E402
+from mats.prompts import label_prompt  # noqa: E402
 
-# ----------------------------------------------------------------------------------------------
-# sentences: written by hand, 6 per class, plain descriptions a person might type or a caption might say
-
-ESC50_SENTENCES = {
-    "dog": ["a dog barks", "a dog barking loudly", "the sound of a barking dog", "a dog growls and barks",
-            "a small dog yaps", "barking of a dog nearby"],
-    "rooster": ["a rooster crows", "a cock crowing in the morning", "the sound of a rooster", "a rooster crowing loudly",
-                "a cockerel crows on a farm", "cock-a-doodle-doo from a rooster"],
-    "pig": ["a pig oinks", "pigs grunting", "the sound of a pig snorting", "a pig squeals and grunts",
-            "oinking of pigs on a farm", "a hog grunts while eating"],
-    "cow": ["a cow moos", "a cow mooing in a field", "the sound of cattle mooing", "a cow lows loudly",
-            "mooing of a cow on a farm", "cattle calling"],
-    "frog": ["a frog croaks", "frogs croaking at night", "the sound of a frog", "a toad croaking repeatedly",
-             "croaking frogs by a pond", "a bullfrog calls"],
-    "cat": ["a cat meows", "a cat meowing", "the sound of a cat", "a kitten mews", "a cat yowls and purrs",
-            "meowing of a cat"],
-    "hen": ["a hen clucks", "chickens clucking", "the sound of a hen", "a chicken cackles",
-            "clucking hens in a coop", "a hen squawks"],
-    "insects": ["insects buzzing", "a fly buzzes around", "the sound of buzzing insects", "a bee buzzing",
-                "a mosquito whines", "flying insects humming"],
-    "sheep": ["a sheep bleats", "sheep bleating", "the sound of a sheep", "a lamb baas", "baaing of sheep in a field",
-              "a goat bleats"],
-    "crow": ["a crow caws", "crows cawing", "the sound of a crow", "a raven croaks", "cawing of crows in a tree",
-             "a crow calls loudly"],
-    "rain": ["rain falls", "the sound of rain on a roof", "heavy rain pouring down", "rain pattering on a window",
-             "steady rainfall", "raindrops hitting the ground"],
-    "sea_waves": ["sea waves crash", "waves breaking on the shore", "the sound of the ocean", "surf rolling onto a beach",
-                  "ocean waves crashing", "the sea washing over rocks"],
-    "crackling_fire": ["a fire crackles", "crackling of a campfire", "the sound of a fire burning",
-                       "logs crackling in a fireplace", "a fire pops and crackles", "burning wood crackling"],
-    "crickets": ["crickets chirp", "crickets chirping at night", "the sound of crickets", "a cricket chirps steadily",
-                 "chirping crickets in the grass", "night insects trilling"],
-    "chirping_birds": ["birds chirp", "birds singing in the trees", "the sound of birds chirping", "birdsong in the morning",
-                       "small birds tweeting", "songbirds chirping"],
-    "water_drops": ["water drips", "drops of water falling", "the sound of dripping water", "a tap dripping",
-                    "water drops plinking into a sink", "slow dripping water"],
-    "wind": ["wind blows", "strong wind blowing", "the sound of the wind", "wind howling", "gusts of wind",
-             "a breeze rushing past"],
-    "pouring_water": ["water is poured", "pouring water into a glass", "the sound of water being poured",
-                      "liquid poured from a bottle", "water pouring into a container", "someone pours water"],
-    "toilet_flush": ["a toilet flushes", "a toilet flushing", "the sound of a toilet flush", "flushing a toilet",
-                     "water rushing in a toilet bowl", "a toilet is flushed"],
-    "thunderstorm": ["thunder rumbles", "a thunderstorm", "the sound of thunder", "thunder cracks during a storm",
-                     "a storm with rolling thunder", "lightning and thunder"],
-    "crying_baby": ["a baby cries", "a baby crying", "the sound of a crying infant", "an infant wails",
-                    "a baby screaming and crying", "a newborn cries"],
-    "sneezing": ["someone sneezes", "a person sneezing", "the sound of a sneeze", "a loud sneeze",
-                 "a man sneezes", "a woman sneezes"],
-    "clapping": ["people clap", "hands clapping", "the sound of applause", "a person claps their hands",
-                 "an audience applauding", "clapping hands"],
-    "breathing": ["someone breathes", "a person breathing heavily", "the sound of breathing", "slow breathing in and out",
-                  "heavy breaths", "a person panting"],
-    "coughing": ["someone coughs", "a person coughing", "the sound of a cough", "a man coughs repeatedly",
-                 "a dry cough", "a woman coughing"],
-    "footsteps": ["footsteps", "someone walking", "the sound of footsteps", "a person walks on a hard floor",
-                  "footsteps on gravel", "shoes stepping on the ground"],
-    "laughing": ["someone laughs", "a person laughing", "the sound of laughter", "people laughing",
-                 "a woman giggles", "a man laughs loudly"],
-    "brushing_teeth": ["someone brushes their teeth", "a toothbrush scrubbing", "the sound of brushing teeth",
-                       "a person brushing teeth", "brushing teeth at a sink", "scrubbing with a toothbrush"],
-    "snoring": ["someone snores", "a person snoring", "the sound of snoring", "a man snores while asleep",
-                "loud snoring", "a sleeping person snoring"],
-    "drinking_sipping": ["someone drinks", "a person sipping a drink", "the sound of drinking", "gulping down water",
-                         "slurping a drink", "a person swallows a drink"],
-    "door_wood_knock": ["someone knocks on a door", "knocking on a wooden door", "the sound of a door knock",
-                        "a knock at the door", "knuckles rapping on wood", "repeated knocking on a door"],
-    "mouse_click": ["a mouse clicks", "a computer mouse clicking", "the sound of mouse clicks", "clicking a mouse button",
-                    "a person clicks a mouse", "small plastic clicks"],
-    "keyboard_typing": ["someone types on a keyboard", "typing on a keyboard", "the sound of keyboard typing",
-                        "keys clattering on a computer keyboard", "a person typing fast", "tapping keys on a keyboard"],
-    "door_wood_creaks": ["a door creaks", "a wooden door creaking open", "the sound of a creaking door",
-                         "a squeaky door hinge", "an old door creaks shut", "creaking wood"],
-    "can_opening": ["a can is opened", "opening a soda can", "the sound of a can opening", "a fizzy drink can pops open",
-                    "a can tab snapping open", "someone opens a can"],
-    "washing_machine": ["a washing machine runs", "a washing machine spinning", "the sound of a washing machine",
-                        "a laundry machine churning", "a washer in its spin cycle", "clothes tumbling in a washing machine"],
-    "vacuum_cleaner": ["a vacuum cleaner runs", "someone vacuums the floor", "the sound of a vacuum cleaner",
-                       "a hoover humming", "a vacuum cleaner whirring", "vacuuming a carpet"],
-    "clock_alarm": ["an alarm clock rings", "an alarm clock beeping", "the sound of an alarm clock",
-                    "a clock alarm going off", "a ringing alarm", "an alarm buzzes"],
-    "clock_tick": ["a clock ticks", "a clock ticking", "the sound of a ticking clock", "tick tock of a clock",
-                   "a watch ticking", "steady ticking"],
-    "glass_breaking": ["glass breaks", "a glass shattering", "the sound of breaking glass", "a window smashes",
-                       "glass crashing to the floor", "shattering glass"],
-    "helicopter": ["a helicopter flies", "a helicopter flying overhead", "the sound of a helicopter",
-                   "helicopter rotor blades chopping", "a helicopter hovering", "the whirring of a helicopter"],
-    "chainsaw": ["a chainsaw runs", "a chainsaw cutting wood", "the sound of a chainsaw", "a chainsaw revving",
-                 "a buzzing chainsaw", "someone cuts a tree with a chainsaw"],
-    "siren": ["a siren wails", "an ambulance siren", "the sound of a siren", "a police siren passing by",
-              "a fire engine siren", "an emergency siren"],
-    "car_horn": ["a car horn honks", "a car honking", "the sound of a car horn", "a driver blows the horn",
-                 "honking traffic", "a loud car horn"],
-    "engine": ["an engine runs", "a car engine running", "the sound of an engine", "an engine revving",
-               "a motor rumbling", "a vehicle engine starting"],
-    "train": ["a train passes", "a train going by", "the sound of a train", "a train rumbling on the tracks",
-              "a train horn and wheels on rails", "a passing locomotive"],
-    "church_bells": ["church bells ring", "church bells ringing", "the sound of church bells", "a bell tolls",
-                     "bells chiming from a tower", "a church bell rings"],
-    "airplane": ["an airplane flies", "a plane flying overhead", "the sound of an airplane", "a jet engine roaring",
-                 "an aircraft passing", "a plane taking off"],
-    "fireworks": ["fireworks explode", "fireworks popping", "the sound of fireworks", "fireworks bursting in the sky",
-                  "firecrackers going off", "bangs and crackles of fireworks"],
-    "hand_saw": ["someone saws wood", "a hand saw cutting", "the sound of a hand saw", "sawing a plank",
-                 "a saw rasping through wood", "a person sawing by hand"],
-}
-
-US8K_SENTENCES = {
-    "air_conditioner": ["an air conditioner hums", "an air conditioner running", "the sound of an air conditioner",
-                        "the steady hum of an air conditioning unit", "a fan whirring", "a ventilation unit humming"],
-    "car_horn": ["a car horn honks", "a car honking in traffic", "the sound of a car horn", "a driver honks the horn",
-                 "horns honking on a street", "a loud vehicle horn"],
-    "children_playing": ["children play", "children playing and shouting", "the sound of kids playing",
-                         "children laughing on a playground", "kids shouting and having fun", "a group of children playing"],
-    "dog_bark": ["a dog barks", "a dog barking", "the sound of a dog bark", "a dog barks in the street",
-                 "a dog barking outside", "barking dogs"],
-    "drilling": ["a drill runs", "a power drill drilling", "the sound of drilling", "an electric drill whirring",
-                 "drilling into a wall", "a construction drill"],
-    "engine_idling": ["an engine idles", "an idling engine", "the sound of an engine idling", "a car engine running idle",
-                      "a truck idling", "a motor ticking over"],
-    "gun_shot": ["a gun fires", "a gunshot", "the sound of a gun shot", "gunshots", "a pistol being fired",
-                 "a rifle shot"],
-    "jackhammer": ["a jackhammer pounds", "a jackhammer breaking concrete", "the sound of a jackhammer",
-                   "a pneumatic drill hammering", "road works with a jackhammer", "a jackhammer rattling"],
-    "siren": ["a siren wails", "an ambulance siren", "the sound of a siren", "a police siren in the street",
-              "an emergency vehicle siren", "a fire truck siren"],
-    "street_music": ["music plays in the street", "a street musician playing", "the sound of street music",
-                     "a band playing outdoors", "someone playing guitar in the street", "music from a street performer"],
-}
-
-# The same sound under two dataset names: clips of one concept are positives of each other in the loss.
-SAME_CONCEPT = {"us8k/dog_bark": "esc50/dog", "us8k/car_horn": "esc50/car_horn", "us8k/siren": "esc50/siren",
-                "us8k/engine_idling": "esc50/engine"}
-
-ZERO_SHOT_PROMPT = "the sound of {}"
+# Hand-written sentences, 6 per class (data, not code: scripts/encoder_sentences.json), and the sounds that two
+# datasets name differently (clips of one concept are positives of each other in the loss).
+_SENTENCES = json.loads((Path(__file__).resolve().parent / "encoder_sentences.json").read_text())
+ESC50_SENTENCES, US8K_SENTENCES = _SENTENCES["esc50"], _SENTENCES["us8k"]
+SAME_CONCEPT = _SENTENCES["same_concept"]
 
 
 @dataclass
@@ -315,7 +187,7 @@ def real_clips(data: Path, window_samples: int, sample_rate: int, label_template
             raise DataError(f"No sentences for the {dataset} class {label!r}; add them to the tables in this script.")
         concept = Item(dataset, file, label, "").concept
         coarse = "music" if label == "street_music" else "other"
-        texts = list(table[label]) + ([ZERO_SHOT_PROMPT.format(label.replace("_", " "))] if label_template else [])
+        texts = list(table[label]) + ([label_prompt(label)] if label_template else [])
         out.append(Clip(f"{dataset}/{file}", REAL_SPLIT[fold], concept, texts,
                         {"coarse": coarse, "family": "", "sources": label, "dataset": dataset, "label": label}, wave))
     return out
@@ -427,7 +299,7 @@ def evaluate_split(enc: OfflineEncoder, emb: torch.Tensor, clips: list[Clip]) ->
         idx = [i for i, c in enumerate(clips) if c.row.get("dataset") == ds]
         if not idx:
             continue
-        t = enc.embed_text([ZERO_SHOT_PROMPT.format(l.replace("_", " ")) for l in labels])
+        t = enc.embed_text([label_prompt(l) for l in labels])
         pred = (emb[idx] @ t.T).argmax(1).tolist()
         res[f"zero_shot_{ds}"] = round(float(np.mean([labels[p] == clips[i].row["label"] for p, i in zip(pred, idx)])), 4)
         res[f"{ds}_clips"] = len(idx)
@@ -562,6 +434,13 @@ Choice of capacity, on the validation split (score = mean of the five checks):
 |---|---|---|---|{'---|' * len(SELECT_KEYS)}
 {rows}
 
+## What was tried
+
+- Real clips trained on the evaluation prompt itself ("the sound of {{label}}", `--label-template`): that made
+  the zero-shot figure a training-set figure. The 6 hand-written sentences per class
+  (`scripts/encoder_sentences.json`) replaced it.
+- Fine-tuning CNN blocks: not tried on the CPU; block 4 alone costs about 150 s per epoch on two cores.
+
 ## Credits and licences
 
 - Audio CNN: {AISFX_CREDIT}
@@ -581,7 +460,7 @@ CANDIDATES = [  # what --select compares (capacity); the data is the same for al
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="the shared data folder (clips/, backbones/aisfx/)")
     ap.add_argument("--corpus", type=Path, default=None, help="scripts/make_corpus.py output (omit: real clips only)")
@@ -608,14 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", type=Path, default=None, help="keep the CNN features here between runs")
     ap.add_argument("--no-save", action="store_true", help="evaluate only")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    t0 = time.time()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    aisfx = args.aisfx or args.data / "backbones" / "aisfx" / "model.safetensors"
-    enc = OfflineEncoder.build(aisfx, text_model=args.text_model, pool=args.pool, proj_hidden=args.proj_hidden,
-                               proj_dropout=args.proj_dropout)
+
+def gather_clips(args, enc: OfflineEncoder, t0: float) -> tuple[list[Clip], dict]:
+    """Real and synthesized clips, plus augmented copies of the real train/val ones; and the count per split."""
     clips = real_clips(args.data, enc.window_samples, enc.sample_rate, args.label_template)
     if args.corpus:
         clips += corpus_clips(args.corpus, enc.window_samples, enc.sample_rate, args.corpus_limit)
@@ -636,21 +512,81 @@ def main(argv: list[str] | None = None) -> int:
         k = (c.split, c.row["dataset"])
         counts[k] = counts.get(k, 0) + 1
     log(f"{len(clips)} clips: " + ", ".join(f"{s}/{d} {n}" for (s, d), n in sorted(counts.items())), t0)
+    return clips, counts
 
+
+def cached_features(args, enc: OfflineEncoder, clips: list[Clip], t0: float) -> torch.Tensor:
+    """The frozen CNN's frame features of every clip, read from --cache-dir when this exact clip list was seen."""
     h = hashlib.sha256(json.dumps([c.key for c in clips] + [args.seed, args.augment]).encode()).hexdigest()[:16]
     cpath = args.cache_dir / f"frames-{h}.safetensors" if args.cache_dir else None
     if cpath is not None and cpath.is_file():
         from safetensors.torch import load_file
 
-        feats = load_file(str(cpath))["frames"]
         log(f"features loaded from {cpath}", t0)
-    else:
-        feats = frame_features(enc, [c.wave for c in clips], t0)
-        if cpath is not None:
-            from safetensors.torch import save_file
+        return load_file(str(cpath))["frames"]
+    feats = frame_features(enc, [c.wave for c in clips], t0)
+    if cpath is not None:
+        from safetensors.torch import save_file
 
-            cpath.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"frames": feats.contiguous()}, str(cpath))
+        cpath.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"frames": feats.contiguous()}, str(cpath))
+    return feats
+
+
+def select_settings(args, enc, feats, clips, tr, va, text, cap_ids, t0) -> tuple[dict, list[dict]]:
+    """--select: every candidate capacity trained on train, scored on val; then the best one on real clips only
+    (what the data alone buys). Returns the chosen settings and the comparison."""
+    selection = []
+    wanted = None if not args.candidates else {tuple(c.split(":")) for c in args.candidates.split(",")}
+    for cand in [c for c in CANDIDATES if wanted is None or (c["pool"], str(c["proj_hidden"])) in wanted]:
+        _, emb = fit_and_embed(feats, clips, tr, va, text, cap_ids, cand, args, t0, f"select {cand}")
+        res = evaluate_split(enc, emb, [clips[i] for i in va])
+        selection.append({**cand, "score": round(score(res), 4), "val": res})
+        log(f"val {cand}: score {score(res):.3f} | " + json.dumps(res), t0)
+    best = max(selection, key=lambda r: r["score"])
+    cfg = {"pool": best["pool"], "proj_hidden": best["proj_hidden"]}
+    real_tr = np.array([i for i in tr if clips[i].row["dataset"] != "corpus"])
+    _, emb = fit_and_embed(feats, clips, real_tr, va, text, cap_ids, cfg, args, t0, "select real-only")
+    res = evaluate_split(enc, emb, [clips[i] for i in va])
+    selection.append({**cfg, "data": "real clips only", "score": round(score(res), 4), "val": res})
+    log(f"val {cfg} real clips only: score {score(res):.3f} | "
+        + " ".join(f"{k} {res.get(k)}" for k in SELECT_KEYS), t0)
+    log(f"chosen: {cfg}", t0)
+    return cfg, selection
+
+
+def save_encoder(args, enc: OfflineEncoder, clips: list[Clip], sample_waves: dict, results: dict, aisfx: Path,
+                 t0: float) -> None:
+    """Write the encoder (fp16), its held-out split, results, model card and licence notes; check the reload."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    held = [c for c in clips if c.split == "test" and c.row["dataset"] != "corpus"]
+    (args.out / "split.json").write_text(json.dumps({
+        "holdout_fold": 0, "note": "real clips the shipped weights never saw (grouped by recording)",
+        "esc50": [c.key.split("/", 1)[1] for c in held if c.row["dataset"] == "esc50"],
+        "us8k": [c.key.split("/", 1)[1] for c in held if c.row["dataset"] == "us8k"]}, indent=1))
+    enc.save_pretrained(args.out, dtype=torch.float16)
+    reloaded = OfflineEncoder.from_pretrained(args.out)
+    waves = np.stack(list(sample_waves.values()))
+    e32, e16 = enc.embed_audio(waves), reloaded.embed_audio(waves)
+    cos = (e32 * e16).sum(1)
+    results["reload_check"] = {"min_audio_cosine_fp32_vs_saved_fp16": round(float(cos.min()), 6)}
+    results["train_time_s"] = round(time.time() - t0, 1)
+    log(f"reloaded from {args.out}: audio cosine fp32 vs saved fp16 min {cos.min():.5f}", t0)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_model_card(args.out, results)
+    write_license_notes(args.out, Path(aisfx).parent)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t0 = time.time()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    aisfx = args.aisfx or args.data / "backbones" / "aisfx" / "model.safetensors"
+    enc = OfflineEncoder.build(aisfx, text_model=args.text_model, pool=args.pool, proj_hidden=args.proj_hidden,
+                               proj_dropout=args.proj_dropout)
+    clips, counts = gather_clips(args, enc, t0)
+    feats = cached_features(args, enc, clips, t0)
     t_feat = time.time() - t0
     sample_waves = {i: clips[i].wave for i in range(0, len(clips), max(1, len(clips) // 12))}
     for c in clips:
@@ -672,26 +608,9 @@ def main(argv: list[str] | None = None) -> int:
         return np.concatenate([idx] + [np.array(real, dtype=idx.dtype)] * (args.real_weight - 1))
 
     tr, va, te = weighted(split_idx({"train"})), split_idx({"val"}, True), split_idx({"test"}, True)
-    selection = []
-    cfg = {"pool": args.pool, "proj_hidden": args.proj_hidden}
+    selection, cfg = [], {"pool": args.pool, "proj_hidden": args.proj_hidden}
     if args.select:
-        # Capacity: every candidate trains on the train split and is scored on the val split.
-        wanted = None if not args.candidates else {tuple(c.split(":")) for c in args.candidates.split(",")}
-        for cand in [c for c in CANDIDATES if wanted is None or (c["pool"], str(c["proj_hidden"])) in wanted]:
-            _, emb = fit_and_embed(feats, clips, tr, va, text, cap_ids, cand, args, t0, f"select {cand}")
-            res = evaluate_split(enc, emb, [clips[i] for i in va])
-            selection.append({**cand, "score": round(score(res), 4), "val": res})
-            log(f"val {cand}: score {score(res):.3f} | " + json.dumps(res), t0)
-        # Data: the same best-capacity recipe without the synthesized corpus (real clips only).
-        best = max(selection, key=lambda r: r["score"])
-        cfg = {"pool": best["pool"], "proj_hidden": best["proj_hidden"]}
-        real_tr = np.array([i for i in tr if clips[i].row["dataset"] != "corpus"])
-        _, emb = fit_and_embed(feats, clips, real_tr, va, text, cap_ids, cfg, args, t0, "select real-only")
-        res = evaluate_split(enc, emb, [clips[i] for i in va])
-        selection.append({**cfg, "data": "real clips only", "score": round(score(res), 4), "val": res})
-        log(f"val {cfg} real clips only: score {score(res):.3f} | "
-            + " ".join(f"{k} {res.get(k)}" for k in SELECT_KEYS), t0)
-        log(f"chosen: {cfg}", t0)
+        cfg, selection = select_settings(args, enc, feats, clips, tr, va, text, cap_ids, t0)
 
     # Report: train+val -> test (the shipped weights are exactly this fit).
     trva = weighted(split_idx({"train", "val"}))
@@ -717,24 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_save:
         log(f"total {time.time() - t0:.1f}s (no model saved: --no-save)", t0)
         return 0
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    held = [c for c in clips if c.split == "test" and c.row["dataset"] != "corpus"]
-    (args.out / "split.json").write_text(json.dumps({
-        "holdout_fold": 0, "note": "real clips the shipped weights never saw (grouped by recording)",
-        "esc50": [c.key.split("/", 1)[1] for c in held if c.row["dataset"] == "esc50"],
-        "us8k": [c.key.split("/", 1)[1] for c in held if c.row["dataset"] == "us8k"]}, indent=1))
-    enc.save_pretrained(args.out, dtype=torch.float16)
-    reloaded = OfflineEncoder.from_pretrained(args.out)
-    waves = np.stack(list(sample_waves.values()))
-    e32, e16 = enc.embed_audio(waves), reloaded.embed_audio(waves)
-    cos = (e32 * e16).sum(1)
-    results["reload_check"] = {"min_audio_cosine_fp32_vs_saved_fp16": round(float(cos.min()), 6)}
-    results["train_time_s"] = round(time.time() - t0, 1)
-    log(f"reloaded from {args.out}: audio cosine fp32 vs saved fp16 min {cos.min():.5f}", t0)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_model_card(args.out, results)
-    write_license_notes(args.out, Path(aisfx).parent)
+    save_encoder(args, enc, clips, sample_waves, results, aisfx, t0)
     log(f"wrote {args.out}; total {time.time() - t0:.1f}s", t0)
     return 0
 
