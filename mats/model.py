@@ -9,6 +9,7 @@ tokens are embedded with the LM's own embedding table so LoRA and the chat templ
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,7 @@ class MATS(torch.nn.Module):
             # A fully trained LM exists nowhere else: it ships inside the checkpoint as lm/.
             self.lm.save_pretrained(str(directory / "lm"), safe_serialization=True)
             self.tokenizer.save_pretrained(str(directory / "lm"))
+            _drop_load_flags(directory / "lm" / "tokenizer_config.json")
             self.config.lm = {"id": str((directory / "lm").resolve())}
         # Local parts are named relative to the new folder (mats.paths), so the checkpoint loads from anywhere
         # its parts move with it; the in-memory config keeps what it had.
@@ -546,3 +548,14 @@ def _check_template(template) -> None:
 
 def _is_batch(clip) -> bool:
     return isinstance(clip, list)
+
+
+def _drop_load_flags(path: Path) -> None:
+    """transformers writes how this process loaded the tokenizer (``is_local``, ``local_files_only``) into its
+    saved config; a checkpoint read elsewhere (a Hub download) must not inherit them."""
+    if path.is_file():
+        cfg = json.loads(path.read_text())
+        if cfg.keys() & {"is_local", "local_files_only"}:
+            for key in ("is_local", "local_files_only"):
+                cfg.pop(key, None)
+            path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
