@@ -26,10 +26,10 @@ import gradio as gr
 
 from demo.clips import (DEMO_MAX_SECONDS, HARD_MAX_SECONDS, NO_CLIP, PreparedClip, html_text, markdown_literal,
                         prepare_clip, spectrogram_image)
-from demo.models import HOW_TO_GET_A_MODEL, ModelRegistry
+from demo.models import HOW_TO_GET_A_MODEL, ModelRegistry, where
 from demo.sessions import SessionBanks, UserBank
 from mats.errors import AudioError, CheckpointError, DataError, MATSError
-from mats.prompts import split_tags
+from mats.prompts import tags_text
 
 log = logging.getLogger("demo")
 
@@ -165,8 +165,6 @@ def parse_labels(text: str | None) -> list[str]:
     return labels
 
 
-parse_tags = split_tags  # typed labels are read like MATS's own tags (mats.prompts)
-
 
 def check_question(question: str | None) -> str:
     if question is not None and not isinstance(question, str):
@@ -192,12 +190,6 @@ class Timing:
         total = f"full answer {self.end - self.start:.2f} s" if self.end is not None else "generating…"
         load = f" · model loaded in {self.load_s:.1f} s" if self.load_s else ""
         return f"**{markdown_literal(label)}** on `{device}` · {first}{total} · {settings.describe()}{load}"
-
-
-def _where(model) -> str:
-    """Where and how a model runs, for status lines: "cpu · fp16 packed", "cuda:0 · bfloat16"."""
-    precision = getattr(model, "precision", None)
-    return f"{model.device} · {precision}" if precision else str(model.device)
 
 
 # ---------------------------------------------------------------------------------------------- handlers
@@ -285,7 +277,7 @@ class Handlers:
         self._remember(audio, model, embedding)
         if ctx is not None:
             ctx.update(model=model, audio_embedding=embedding)
-        device = _where(model)
+        device = where(model)
         text, shown = "", ""
         for text in self._stream(model, embedding, task, question, s):
             if text and text != shown:  # the streamer also emits empty pieces (partial UTF-8): skip those
@@ -351,7 +343,7 @@ class Handlers:
         for text, status in self._answer(model, audio, "classify", None, s, Timing(time.perf_counter()), ctx,
                                          request=request):
             yield text, None, status
-        tags = ", ".join(parse_tags(text)) if text != EMPTY_ANSWER else text
+        tags = tags_text(text) if text != EMPTY_ANSWER else text
         scores = None
         if wanted:  # the encoder's own audio-text similarity, as LAION-CLAP zero-shot classification does
             scores = ctx["model"].zero_shot(ctx["audio_embedding"], wanted)[0]
@@ -492,7 +484,7 @@ class Handlers:
                            r["similarity"]] for i, r in enumerate(rows)])
         label = self._label(model, m)
         status = (f"**{len(rows)} window{'s' if len(rows) != 1 else ''}** of {enc.window_seconds:g} s over "
-                  f"{_clock(clip.info.duration_s)} · **{markdown_literal(label)}** on `{_where(m)}` · {seconds:.1f} s "
+                  f"{_clock(clip.info.duration_s)} · **{markdown_literal(label)}** on `{where(m)}` · {seconds:.1f} s "
                   f"({len(rows) / seconds:.1f} windows/s) · {s.describe()}")
         return _frame(headers, table), image, path, status
 
@@ -523,7 +515,7 @@ class Handlers:
         failed = sum(1 for r in rows if r["error"])
         status = (f"**{len(rows) - failed} of {len(rows)} files answered**"
                   + (f", {failed} could not be used (see the error column)" if failed else "")
-                  + f" · **{markdown_literal(self._label(model, m))}** on `{_where(m)}` · {seconds:.1f} s "
+                  + f" · **{markdown_literal(self._label(model, m))}** on `{where(m)}` · {seconds:.1f} s "
                   f"({len(rows) / seconds:.2f} files/s) · {s.describe()}")
         return _frame(headers, table), path, status
 

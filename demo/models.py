@@ -153,6 +153,13 @@ def _unique_labels(choices: list[ModelChoice]) -> None:
             c.label = c.source
 
 
+def where(model, fallback: str = "cpu") -> str:
+    """Where and how a model runs, for status lines: "cpu · fp16 packed", "cuda:0 · bfloat16"."""
+    device = str(getattr(model, "device", fallback))
+    precision = getattr(model, "precision", None)
+    return f"{device} · {precision}" if precision else device
+
+
 def _default_loader(source: str, device, quantize: str = "auto"):
     from mats.model import MATS
 
@@ -175,8 +182,7 @@ class ModelRegistry:
                      **kw) -> "ModelRegistry":
         """``sources`` empty/None: the default checkpoints that exist (missing ones are silently skipped).
         ``quantize``: as ``MATS.from_pretrained`` ("auto": a large LM's weights fp16-packed on a CPU; "none": fp32)."""
-        if quantize != "auto":
-            kw.setdefault("loader", functools.partial(_default_loader, quantize=quantize))
+        kw.setdefault("loader", functools.partial(_default_loader, quantize=quantize))
         if sources:
             choices = [inspect_source(s) for s in sources]
         else:  # defaults are folders: one that is missing is skipped (never mistaken for a Hub id)
@@ -252,10 +258,7 @@ class ModelRegistry:
             if record is None:
                 start = time.perf_counter()
                 model = self.loader(self.choice(key).location, self.device)
-                device = str(getattr(model, "device", self.device or "cpu"))
-                if getattr(model, "precision", None):  # e.g. "cpu · fp16 packed": what is active shows on the page
-                    device = f"{device} · {model.precision}"
-                record = LoadRecord(model, time.perf_counter() - start, device)
+                record = LoadRecord(model, time.perf_counter() - start, where(model, self.device or "cpu"))
                 self._loaded[key] = record
         return record
 

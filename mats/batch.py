@@ -18,7 +18,7 @@ import torch
 
 from mats.audio import AUDIO_SUFFIXES, DEFAULT_MAX_SECONDS, try_load_clip
 from mats.errors import MATSError
-from mats.prompts import LABEL_SEPARATOR, instruction_for, split_tags
+from mats.prompts import instruction_for, tags_text
 
 MAX_FILES = 200
 MAX_TOTAL_BYTES = 500 * 1024 * 1024
@@ -140,9 +140,6 @@ def _copy_limited(zf: zipfile.ZipFile, m: zipfile.ZipInfo, target: Path, budget:
     budget[0] -= written
 
 
-def _tags(text: str) -> str:
-    return LABEL_SEPARATOR.join(split_tags(text))
-
 
 @torch.inference_mode()
 def run_batch(model, files: Sequence[BatchFile], labels: Sequence[str] | None = None, santa: float | None = None,
@@ -176,6 +173,6 @@ def run_batch(model, files: Sequence[BatchFile], labels: Sequence[str] | None = 
             tags = model.generate_from_embeddings(z, [tag] * len(loaded), **gen)
             scores = model.zero_shot(audio, labels) if labels else [None] * len(loaded)
             for (row, _), c, t, s in zip(loaded, captions, tags, scores):
-                row.update(caption=c, tags=_tags(t), scores=s)
+                row.update(caption=c, tags=tags_text(t), scores=s)
         report(min(start + batch_size, len(todo)), len(todo), "clips")
     return rows

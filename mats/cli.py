@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from mats.errors import CheckpointError, MATSError
-from mats.quantize import NO_QUANTIZE_HELP
+from mats.quantize import NO_QUANTIZE_HELP, quantize_flag
 
 from mats.audio import AUDIO_SUFFIXES as AUDIO_EXTS
 
@@ -114,7 +114,7 @@ def cmd_infer(a) -> int:
 
     _split_inputs(a)
     clips = _clips(a.clips)
-    model = MATS.from_pretrained(a.model, device=a.device, quantize="none" if a.no_quantize else "auto")
+    model = MATS.from_pretrained(a.model, device=a.device, quantize=quantize_flag(a))
     rows, failures = [], 0
     for clip in clips:
         try:

@@ -84,6 +84,7 @@ def stream_answer(generate: Callable[..., str], tokenizer, beams: int, gen: dict
         raise errors[0]
 
 
+@functools.cache  # one class, built on first use: transformers loads lazily
 def _leading_hypothesis_class():
     from transformers import StoppingCriteria
 
@@ -106,7 +107,7 @@ def _leading_hypothesis_class():
     return LeadingHypothesis
 
 
-def _LeadingHypothesis(tokenizer, emit):  # noqa: N802 - built on first use: transformers loads lazily
+def _LeadingHypothesis(tokenizer, emit):  # noqa: N802 - a class, built on first use
     return _leading_hypothesis_class()(tokenizer, emit)
 
 

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from mats.errors import DataError
-from mats.prompts import LABEL_TEMPLATE
+from mats.prompts import label_prompt
+from mats.quantize import quantize_flag
 
 ESC50_LABELS = (
     "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow", "rain", "sea_waves",
@@ -47,7 +48,6 @@ SIGNAL_NAMES = {"tone": "an electronic tone", "beeps": "beeping", "sweep": "a sw
 FAMILIES = {"piano": "a piano", "guitar": "a guitar", "bass": "a bass guitar", "strings": "a string instrument",
             "brass": "a brass instrument", "woodwind": "a woodwind instrument", "organ": "an organ",
             "synth": "a synthesizer", "choir": "a choir", "drums": "drums"}
-PROMPT = LABEL_TEMPLATE.replace("{label}", "{}")  # the zero-shot wording, filled positionally here
 COARSE = ("speech", "music", "other")
 TOP_K = 5
 
@@ -59,9 +59,9 @@ def label_text(label: str) -> str:
 
 def coarse_prompts() -> dict[str, list[str]]:
     other = sorted((set(ESC50_LABELS) | set(US8K_LABELS) | set(SIGNAL_NAMES)) - {"street_music"})  # that is music
-    return {"speech": [PROMPT.format("speech"), "a person speaking", "people talking"],
-            "music": [PROMPT.format("music"), "music playing", "a musical instrument playing", "a song"],
-            "other": [PROMPT.format(label_text(l)) for l in other]}
+    return {"speech": [label_prompt("speech"), "a person speaking", "people talking"],
+            "music": [label_prompt("music"), "music playing", "a musical instrument playing", "a song"],
+            "other": [label_prompt(label_text(l)) for l in other]}
 
 
 def mixture_labels() -> list[str]:
@@ -133,7 +133,7 @@ def zero_shot_checks(encoder, audio: torch.Tensor, rows: Sequence[dict]) -> dict
     fam_idx = [i for i, r in enumerate(rows) if r["family"] in FAMILIES and len(_sources(r)) == 1]
     if fam_idx:
         names = list(FAMILIES)
-        t = encoder.embed_text([PROMPT.format(FAMILIES[f]) for f in names])
+        t = encoder.embed_text([label_prompt(FAMILIES[f]) for f in names])
         p = (audio[fam_idx] @ t.T).argmax(dim=1).tolist()
         out["family"] = _acc([names[j] == rows[i]["family"] for j, i in zip(p, fam_idx)])
     out["family_clips"] = len(fam_idx)
@@ -141,7 +141,7 @@ def zero_shot_checks(encoder, audio: torch.Tensor, rows: Sequence[dict]) -> dict
     labels = mixture_labels()
     mix_idx = [i for i, r in enumerate(rows) if len(_sources(r)) >= 2]
     if mix_idx:
-        t = encoder.embed_text([PROMPT.format(label_text(l)) for l in labels])
+        t = encoder.embed_text([label_prompt(label_text(l)) for l in labels])
         top = (audio[mix_idx] @ t.T).topk(TOP_K, dim=1).indices.tolist()
         hits, kinds = [], []
         for i, tk in zip(mix_idx, top):
@@ -226,7 +226,7 @@ def hearing_from_cli(args) -> int:
     out = {"task": "hearing", "meta": str(args.meta), "models": {}}
     for name in args.model:
         model = MATS.from_pretrained(name, device=args.device,
-                                     quantize="none" if getattr(args, "no_quantize", False) else "auto")
+                                     quantize=quantize_flag(args))
         res = evaluate_hearing(model, args.clips, args.meta, santa=santa, batch_size=args.batch_size,
                                gen={"num_beams": args.beams, "max_new_tokens": args.max_new_tokens}, limit=args.limit)
         out["models"][name] = res

@@ -251,7 +251,7 @@ class MATS(torch.nn.Module):
         Rows come as text (``instructions``, ``answers``) or already collated (``tokens``, ``MATS.collate``)."""
         if tokens is None:
             tokens = self.collate(instructions, answers)
-        with_answers = any(t.answer for t in tokens) or answers is not None
+        with_answers = any(t.answer for t in tokens)  # an answer always has its end token, so never empty
         rows, labels = [], []
         for i, t in enumerate(tokens):
             parts = [self._embed_tokens(t.before), prefix[i], self._embed_tokens(t.after + t.answer)]

@@ -28,13 +28,12 @@ def portable(spec: dict, base_dir: str | Path | None, target: str | Path, copied
     working directory, or ``./``/``../`` relative to ``base_dir``, the checkpoint it was read from) becomes
     relative to ``target``. ``copied``: the whole ``base_dir`` folder was copied to ``target``, so a ``./`` part
     inside it came along and stays. Hub ids, and paths that exist nowhere, are left as they are."""
-    inside = {k for k in PATH_KEYS if copied and isinstance(spec.get(k), str) and spec[k].startswith("./")}
-    spec = resolve_relative({k: v for k, v in spec.items() if k not in inside}, base_dir) | {k: spec[k] for k in inside}
+    spec = dict(spec)
     for key in PATH_KEYS:
         value = spec.get(key)
-        if key in inside or not isinstance(value, str) or not value or value.startswith("pypi:"):
+        if not isinstance(value, str) or not value or value.startswith("pypi:") or (copied and value.startswith("./")):
             continue
-        local = Path(value).expanduser()
+        local = Path(resolve_relative({key: value}, base_dir)[key]).expanduser()
         if not local.exists():
             continue  # a Hub id (owner/name), or a path the user will provide: nothing to rewrite
         rel = os.path.relpath(local.resolve(), Path(target).resolve())

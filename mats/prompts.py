@@ -81,6 +81,11 @@ def split_tags(text: str) -> list[str]:
     return list(dict.fromkeys(t.strip() for t in text.replace(";", ",").split(",") if t.strip()))
 
 
+def tags_text(text: str) -> str:
+    """A classify answer as it is shown: its tags, deduplicated, joined as the trainer joined them."""
+    return LABEL_SEPARATOR.join(split_tags(text))
+
+
 def resolve_style(style: str, tokenizer) -> str:
     if style == "auto":
         return "chat" if getattr(tokenizer, "chat_template", None) else "plain"

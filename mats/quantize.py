@@ -35,6 +35,11 @@ NO_QUANTIZE_HELP = ("keep the LM's weights in fp32 on a CPU (default: a large LM
 MIN_PARAMETERS = 50_000_000
 
 
+def quantize_flag(args) -> str:
+    """The ``quantize=`` a command line asked for: its ``--no-quantize`` flag (absent: the default, ``auto``)."""
+    return "none" if getattr(args, "no_quantize", False) else "auto"
+
+
 def quantize_mode(quantize: str | bool | None) -> str:
     """Normalise the user's switch: True -> 'fp16', False/None -> 'none'; anything else is a ConfigError."""
     if quantize is True:

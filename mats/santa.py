@@ -33,7 +33,10 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from mats.config import SantaConfig
 from mats.errors import CheckpointError
+
+_PAPER = SantaConfig()  # a standalone bank's retrieval defaults: the config's (the paper's), one home
 
 
 def add_noise(embeddings: torch.Tensor, variance: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -127,7 +130,7 @@ class SantaBank:
     """Memory bank of noisy caption embeddings with their texts and k-means centroids."""
 
     def __init__(self, embeddings: torch.Tensor, texts: list[str], centroids: torch.Tensor, labels: torch.Tensor,
-                 top_k: int = 32, tau: float = 10.0, strength: float = 0.3):
+                 top_k: int = _PAPER.top_k, tau: float = _PAPER.tau, strength: float = _PAPER.strength):
         if embeddings.shape[0] != len(texts):
             raise ValueError(f"bank has {embeddings.shape[0]} embeddings but {len(texts)} texts")
         self.embeddings = embeddings.float()
@@ -141,8 +144,9 @@ class SantaBank:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def build(cls, embeddings: torch.Tensor, texts: list[str], n_clusters: int = 100, top_k: int = 32,
-              tau: float = 10.0, strength: float = 0.3, noise_variance: float = 0.015, seed: int = 0) -> "SantaBank":
+    def build(cls, embeddings: torch.Tensor, texts: list[str], n_clusters: int = _PAPER.n_clusters,
+              top_k: int = _PAPER.top_k, tau: float = _PAPER.tau, strength: float = _PAPER.strength,
+              noise_variance: float = 0.015, seed: int = 0) -> "SantaBank":
         """Bank from clean caption embeddings: noise is added once (seeded), as in training."""
         g = torch.Generator().manual_seed(seed)
         noisy = add_noise(embeddings.float().cpu(), noise_variance, generator=g)
@@ -236,7 +240,8 @@ class SantaBank:
         (directory / "santa.json").write_text(json.dumps({"texts": self.texts}, ensure_ascii=False))
 
     @classmethod
-    def load(cls, directory: str | Path, top_k: int = 32, tau: float = 10.0, strength: float = 0.3) -> "SantaBank":
+    def load(cls, directory: str | Path, top_k: int = _PAPER.top_k, tau: float = _PAPER.tau,
+             strength: float = _PAPER.strength) -> "SantaBank":
         """Read a saved bank. The settings are the caller's (``MATS`` gives its config's); a ``santa.json`` written
         before they moved to config.json still has them, and they are ignored."""
         directory = Path(directory)

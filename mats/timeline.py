@@ -13,14 +13,11 @@ import torch
 
 from mats.audio import DEFAULT_MAX_SECONDS, check_signal, load_clip, window_bounds, windows
 from mats.errors import MATSError
-from mats.prompts import LABEL_SEPARATOR, instruction_for, split_tags
+from mats.prompts import instruction_for, tags_text
 
 TASKS = ("caption", "classify")
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
-
-def _tags(text: str) -> str:
-    return LABEL_SEPARATOR.join(split_tags(text))
 
 
 @torch.inference_mode()
@@ -63,7 +60,7 @@ def timeline(model, clip, task: str = "caption", santa: float | None = None, sr:
         ev = evidence[i] if evidence is not None else None
         rows.append({
             "start": round(s / rate, 2), "end": round(e / rate, 2),
-            "text": _tags(text) if task == "classify" else text,
+            "text": tags_text(text) if task == "classify" else text,
             "familiarity": ev.familiarity if ev else "unknown (no Santa bank)",
             "similarity": ev.nearest_similarity if ev else None,
             "nearest": ev.nearest if ev else None,

@@ -116,6 +116,8 @@ def caption_relevance(model, clips: list[Path], labels: list[str], lambdas, gen)
 
 
 def main(argv=None) -> int:
+    from mats.quantize import QUANTIZE_MODES
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--split", default="assets/encoders/sfx-minilm/split.json")
@@ -129,7 +131,7 @@ def main(argv=None) -> int:
                     help="also run the hearing checks (mats.hearing) on this held-out table, e.g. make_corpus's test.csv")
     ap.add_argument("--hearing-clips", default=None, metavar="DIR", help="folder the --hearing CSV's files are in")
     ap.add_argument("--hearing-limit", type=int, default=None, help="about N clips of the --hearing table")
-    ap.add_argument("--quantize", default="auto", choices=["auto", "fp16", "none"],
+    ap.add_argument("--quantize", default="auto", choices=QUANTIZE_MODES,
                     help="the LM's precision on a CPU, as MATS.from_pretrained (default: auto, what users get)")
     ap.add_argument("--update-cards", action="store_true",
                     help="also write the headline numbers into each model's config (train_info.eval) and model card")

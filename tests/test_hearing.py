@@ -10,6 +10,7 @@ import torch
 
 from mats import hearing
 from mats.errors import DataError
+from mats.prompts import label_prompt
 
 
 class PromptEncoder:
@@ -41,7 +42,7 @@ def _rows():
 
 def test_zero_shot_checks_score_right_and_wrong_embeddings():
     enc = PromptEncoder()
-    p = hearing.PROMPT.format
+    p = label_prompt
     right = torch.stack([
         enc.embed_text(["a person speaking"])[0],
         enc.embed_text([p("a piano")])[0] + enc.embed_text([p("music")])[0],

@@ -7,7 +7,7 @@ import sys
 from mats.eval.clips import TASKS
 from mats.eval.report import summary_table
 from mats.eval.run import DEFAULT_TEMPLATE, evaluate
-from mats.quantize import NO_QUANTIZE_HELP
+from mats.quantize import NO_QUANTIZE_HELP, quantize_flag
 from mats.prompts import EVAL_TASK_ALIASES
 
 __all__ = ["add_eval_args", "eval_from_cli"]
@@ -49,7 +49,7 @@ def eval_from_cli(args) -> int:
         limit=args.limit, batch_size=args.batch_size, template=args.template, device=args.device,
         gen={"num_beams": args.beams, "max_new_tokens": args.max_new_tokens},
         progress=not getattr(args, "no_progress", False), rank=not getattr(args, "no_rank", False),
-        quantize="none" if getattr(args, "no_quantize", False) else "auto",
+        quantize=quantize_flag(args),
     )
     print("\n".join(summary_table(results)))
     if results["mapping_rule"]:
