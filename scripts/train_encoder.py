@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the offline encoder's audio projection against the locked all-MiniLM-L6-v2 text tower.
 
-    python scripts/make_corpus.py --data ../shared/data --out ~/.cache/mats/corpus        # ~35 min, 2 cores
+    python scripts/make_corpus.py --data ../shared/data --out ~/.cache/mats/corpus        # ~8 min, 2 cores
     python scripts/train_encoder.py --data ../shared/data --corpus ~/.cache/mats/corpus \
         --out assets/encoders/sfx-minilm --select --cache-dir ~/.cache/mats
 
