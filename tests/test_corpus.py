@@ -6,26 +6,14 @@ MATS_REQUIRE_AUDIO_TOOLS=1 (as CI sets after installing them): then a missing to
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from _scripts import load_script  # tests/_scripts.py
 
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-corpus = _script("make_corpus")
+corpus = load_script("make_corpus")
 MISSING = corpus.check_tools()
 needs_tools = pytest.mark.skipif(
     bool(MISSING) and os.environ.get("MATS_REQUIRE_AUDIO_TOOLS") != "1",

@@ -1,24 +1,15 @@
 """The scripts that build and evaluate the shipped defaults: their small, testable pieces."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from _scripts import load_script  # tests/_scripts.py
 
 def test_probe_rate_is_read_from_the_last_log_record(tmp_path):
-    gpu = _script("train_defaults_gpu")
+    gpu = load_script("train_defaults_gpu")
     (tmp_path / "train_config.json").write_text(json.dumps({"train": {"batch_size": 64}}))
     (tmp_path / "log.jsonl").write_text(
         "\n".join(json.dumps(r) for r in [
@@ -31,7 +22,7 @@ def test_probe_rate_is_read_from_the_last_log_record(tmp_path):
 
 
 def test_probe_without_rate_records_is_an_error(tmp_path):
-    gpu = _script("train_defaults_gpu")
+    gpu = load_script("train_defaults_gpu")
     (tmp_path / "train_config.json").write_text(json.dumps({"train": {"batch_size": 8}}))
     (tmp_path / "log.jsonl").write_text(json.dumps({"step": 5, "val_loss": 3.0}) + "\n")
     with pytest.raises(RuntimeError, match="no samples_per_s"):
@@ -39,7 +30,7 @@ def test_probe_without_rate_records_is_an_error(tmp_path):
 
 
 def test_card_metrics_flatten_an_evaluation_entry():
-    ev = _script("evaluate_defaults")
+    ev = load_script("evaluate_defaults")
     entry = {"esc50": {"zero_shot_top1": 0.6781, "mats_classify_top1": {"0.0": 0.1609, "0.3": 0.1724},
                        "mats_rank_top1": {"0.0": 0.4023},
                        "caption": {"0.0": {"names_source": 0.2759, "similarity": 0.3}}},
@@ -55,7 +46,7 @@ def test_update_card_writes_config_and_readme(tmp_path):
     from mats.config import MATSConfig
     from mats.testing import make_tiny_checkpoint
 
-    ev = _script("evaluate_defaults")
+    ev = load_script("evaluate_defaults")
     folder = make_tiny_checkpoint(tmp_path / "ckpt")
     ev.update_card(Path(folder), {"esc50_mats_classify_lambda0.3": 0.172})
     assert MATSConfig.load(folder).train_info["eval"] == {"esc50_mats_classify_lambda0.3": 0.172}

@@ -1,25 +1,13 @@
 """scripts/train_encoder.py: the pieces that decide what the projection is trained on (augmentation, batches)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from _scripts import load_script  # tests/_scripts.py
 
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-te = _script("train_encoder")
+te = load_script("train_encoder")
 N = 44100 * 5
 
 
