@@ -30,6 +30,7 @@ What was tried and dropped is in the encoder's model card (``write_model_card``:
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import hashlib
 import json
@@ -47,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # make_corpus (caption forms)
 
 from mats.audio import load_clip, windows  # noqa: E402
-from mats.encoders.offline import MINILM_ID, AudioProjection, OfflineEncoder, pool_blocks  # noqa: E402
+from mats.encoders.offline import (MINILM_ID, AisfxEmbeddingNet, AudioProjection, OfflineEncoder,  # noqa: E402
+                                   pool_blocks)
 from mats import hearing  # noqa: E402
 from mats.errors import DataError  # noqa: E402
 from mats.prompts import label_prompt  # noqa: E402
@@ -229,13 +231,15 @@ def corpus_clips(corpus: Path, window_samples: int, sample_rate: int, limit: int
 
 
 @torch.inference_mode()
-def frame_features(enc: OfflineEncoder, waves: list[np.ndarray], t0: float, batch: int = 16) -> torch.Tensor:
+def frame_features(enc: OfflineEncoder, waves: list[np.ndarray], t0: float, batch: int = 16,
+                   maps: bool = False) -> torch.Tensor:
     """Frozen CNN frame features [N, 27, 512] (fp16): every pool is computed from these, so settings can be
-    compared without running the CNN again."""
+    compared without running the CNN again. ``maps=True``: blocks 1-3 only, [N, 256, 27, 12], what a block 4
+    that is being fine-tuned reads (--tune-block4)."""
     out = []
     for s in range(0, len(waves), batch):
         spec = enc.frontend(torch.from_numpy(np.stack(waves[s : s + batch])))
-        out.append(enc.audio_net.frames(spec).half())
+        out.append((enc.audio_net.stem(spec) if maps else enc.audio_net.frames(spec)).half())
         if (s // batch) % 100 == 0:
             log(f"features {s + len(out[-1])}/{len(waves)}", t0)
     return torch.cat(out)
@@ -264,11 +268,36 @@ def epoch_batches(domains: np.ndarray, batch_size: int, how: str, rng: np.random
     return [out[i] for i in rng.permutation(len(out))]
 
 
+class Featurizer:
+    """Cached CNN output -> the pooled vector the projection reads. Frozen CNN: the cache holds frame features
+    and this only pools. --tune-block4: the cache holds blocks 1-3's maps and ``block4`` (a copy of the CNN's last
+    block, trained with the projection) runs on them first."""
+
+    def __init__(self, pool: str, block4: torch.nn.Module | None = None):
+        self.pool, self.block4 = pool, block4
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.block4 is None:
+            return pooled(x, self.pool)
+        dev = next(self.block4.parameters()).device
+        return pooled(AisfxEmbeddingNet.head_frames(self.block4, x.to(dev).float()), self.pool)
+
+    def all(self, x: torch.Tensor, step: int = 256) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([self(x[s : s + step]).cpu() for s in range(0, len(x), step)])
+
+
 def train_projection(x: torch.Tensor, concepts: list[str], caption_ids: list[list[int]], text: torch.Tensor,
                      hidden: int, args: argparse.Namespace, t0: float, tag: str,
-                     domains: np.ndarray | None = None) -> AudioProjection:
+                     domains: np.ndarray | None = None, featurize: Featurizer | None = None) -> AudioProjection:
     """Fit a fresh projection (and a temperature) with symmetric multi-positive InfoNCE on cached features:
-    each clip is paired with one of its captions, drawn anew every step; clips of one concept are positives."""
+    each clip is paired with one of its captions, drawn anew every step; clips of one concept are positives.
+    ``featurize`` turns a batch of ``x`` into pooled vectors (default: ``x`` already is); when it holds a block 4,
+    that block trains too, at ``--block4-lr-scale`` times the learning rate, its BatchNorm statistics kept (eval
+    mode), so the frozen blocks 1-3 still see the inputs they were trained for. On a GPU when there is one."""
+    block4 = featurize.block4 if featurize is not None else None
+    dev = next(block4.parameters()).device if block4 is not None else torch.device("cpu")
+    feat = featurize if block4 is not None else (lambda xb: xb)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     cid = {c: j for j, c in enumerate(sorted(set(concepts)))}
@@ -278,17 +307,27 @@ def train_projection(x: torch.Tensor, concepts: list[str], caption_ids: list[lis
     for i, c in enumerate(caption_ids):
         caps[i, : len(c)] = torch.tensor(c)
 
-    proj = AudioProjection(x.shape[1], text.shape[1], hidden, args.proj_dropout if hidden else 0.0)
-    proj.feat_mean.copy_(x.mean(0))
-    proj.feat_std.copy_(x.std(0).clamp(min=1e-4))
+    x0 = x if block4 is None else featurize.all(x)  # the starting features fix the standardisation
+    proj = AudioProjection(x0.shape[1], text.shape[1], hidden, args.proj_dropout if hidden else 0.0)
+    proj.feat_mean.copy_(x0.mean(0))
+    proj.feat_std.copy_(x0.std(0).clamp(min=1e-4))
+    del x0
     torch.nn.init.normal_(proj.net[-1].weight, std=0.01)  # start near zero: no arbitrary initial alignment
     torch.nn.init.zeros_(proj.net[-1].bias)
-    log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-    opt = torch.optim.AdamW([{"params": list(proj.parameters()), "weight_decay": args.weight_decay},
-                             {"params": [log_scale], "weight_decay": 0.0}], lr=args.lr)
+    proj.to(dev)
+    text = text.to(dev)
+    log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07), device=dev))
+    groups = [{"params": list(proj.parameters()), "weight_decay": args.weight_decay},
+              {"params": [log_scale], "weight_decay": 0.0}]
+    max_lr = [args.lr, args.lr]
+    if block4 is not None:
+        groups.append({"params": list(block4.parameters()), "weight_decay": 0.0})
+        max_lr.append(args.lr * args.block4_lr_scale)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=args.lr)
     domains = np.zeros(len(x), int) if domains is None else np.asarray(domains)
     steps_per_epoch = len(epoch_batches(domains, args.batch_size, args.batching, np.random.default_rng(0)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(20, args.epochs * steps_per_epoch),
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(20, args.epochs * steps_per_epoch),
                                                 pct_start=0.1)
     proj.train()
     for epoch in range(args.epochs):
@@ -296,22 +335,22 @@ def train_projection(x: torch.Tensor, concepts: list[str], caption_ids: list[lis
         for b in epoch_batches(domains, args.batch_size, args.batching, rng):
             b = torch.from_numpy(b)
             pick = (torch.from_numpy(rng.random(len(b))).float() * n_cap[b]).long()
-            txt = text[caps[b, pick]]
-            a = F.normalize(proj(x[b]), dim=-1)
+            txt = text[caps[b, pick].to(dev)]
+            a = F.normalize(proj(feat(x[b]).to(dev)), dim=-1)
             logits = log_scale.exp().clamp(max=100.0) * a @ txt.T
-            c = concept[b]
+            c = concept[b].to(dev)
             pos = (c[:, None] == c[None, :]).float()
             target = pos / pos.sum(1, keepdim=True)
             loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([*proj.parameters(), log_scale], 5.0)
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
             sched.step()
             run += loss.item()
         if (epoch + 1) % max(1, args.epochs // 3) == 0 or epoch == args.epochs - 1:
             log(f"{tag}: epoch {epoch + 1}/{args.epochs} loss {run / steps_per_epoch:.3f}", t0)
-    return proj.eval()
+    return proj.cpu().eval()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,14 +381,24 @@ def score(res: dict) -> float:
     return float(np.mean([res[k] for k in SELECT_KEYS if res.get(k) is not None]))
 
 
-def fit_and_embed(feats, clips, train_idx, eval_idx, text, cap_ids, cfg, args, t0, tag):
-    x = pooled(feats[train_idx], cfg["pool"])
+def fit_and_embed(enc, feats, clips, train_idx, eval_idx, text, cap_ids, cfg, args, t0, tag):
+    """Train on ``train_idx``, embed ``eval_idx``. Returns the projection, the embeddings and the trained block 4
+    (None unless --tune-block4; each fit starts from the pretrained block)."""
+    block4 = None
+    if args.tune_block4:
+        block4 = copy.deepcopy(enc.audio_net.conv_block4).to(memory_format=torch.contiguous_format).eval()
+        block4.to("cuda" if torch.cuda.is_available() else "cpu")
+        x = feats[train_idx]
+    else:
+        x = pooled(feats[train_idx], cfg["pool"])
+    featurize = Featurizer(cfg["pool"], block4)
     proj = train_projection(x, [clips[i].concept for i in train_idx], [cap_ids[i] for i in train_idx], text,
                             cfg["proj_hidden"], args, t0, tag,
-                            np.array([clips[i].row["dataset"] == "corpus" for i in train_idx], int))
+                            np.array([clips[i].row["dataset"] == "corpus" for i in train_idx], int),
+                            featurize if block4 is not None else None)
     with torch.inference_mode():
-        emb = F.normalize(proj(pooled(feats[eval_idx], cfg["pool"])), dim=-1)
-    return proj, emb
+        emb = F.normalize(proj(featurize.all(feats[eval_idx])), dim=-1)
+    return proj, emb, (block4.cpu() if block4 is not None else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,7 +413,10 @@ AISFX_CREDIT = (
 )
 
 
-def write_license_notes(out: Path, aisfx_dir: Path) -> None:
+def write_license_notes(out: Path, aisfx_dir: Path, tuned: bool = False) -> None:
+    change = ("Its last conv block\n   (conv_block4) was fine-tuned by scripts/train_encoder.py --tune-block4 on the "
+              "data named in 2; blocks 1-3\n   are unchanged." if tuned
+              else "The network itself\n   is unchanged (frozen; not fine-tuned).")
     src = aisfx_dir / "LICENSE"
     if src.is_file():
         (out / "LICENSE.aisfx").write_text(src.read_text())
@@ -375,8 +427,7 @@ def write_license_notes(out: Path, aisfx_dir: Path) -> None:
    Licence: Creative Commons Attribution 4.0 International (https://creativecommons.org/licenses/by/4.0/);
    full text in LICENSE.aisfx (copied unchanged from the aisfx wheel).
    Changes: repacked from the pickle checkpoint to safetensors; only the embedding network is kept (the
-   classification heads are dropped); BatchNorm counters dropped; weights stored as float16. The network itself
-   is unchanged (frozen; not fine-tuned).
+   classification heads are dropped); BatchNorm counters dropped; weights stored as float16. {change}
 
 2. audio_proj.* in model.safetensors: the projection into the text space, trained by scripts/train_encoder.py
    of this repository on (a) audio synthesized by scripts/make_corpus.py with espeak-ng, FluidSynth + the
@@ -424,7 +475,7 @@ scores = a @ t.T
 
 - **Front end** (aisfx's pipeline): a 5 s window, peak-normalised; centred STFT (Hann 2048, hop 1024), 96 HTK mel
   bands with unit-sum filters, log10(1 + 10000 S) / 9.4578: 216 frames x 96 bands.
-- **CNN**: the aisfx embedding network (4 conv blocks), **frozen**, run once over the whole window; its block-4
+- **CNN**: the aisfx embedding network (4 conv blocks), {"blocks 1-3 **frozen** and block 4 **fine-tuned** with the projection (learning rate x " + str(st.get("block4_lr_scale")) + ", BatchNorm statistics kept)" if st.get("tune_block4") else "**frozen**"}, run once over the whole window; its block-4
   map averaged over frequency gives 27 frames of 512 features.
 - **Pooling + projection** (the only trained part): pool `{cfg['pool']}` ("stats": max, mean and standard
   deviation over the 27 frames; "window": aisfx's own max), standardisation, then
@@ -483,7 +534,7 @@ Choice of capacity, on the validation split (score = mean of the five checks):
 ## Credits and licences
 
 - Audio CNN: {AISFX_CREDIT}
-  Used frozen; repacked as safetensors, heads dropped, stored in float16. See `LICENSE` and `LICENSE.aisfx`.
+  {"Block 4 fine-tuned, blocks 1-3 frozen" if st.get("tune_block4") else "Used frozen"}; repacked as safetensors, heads dropped, stored in float16. See `LICENSE` and `LICENSE.aisfx`.
 - Text tower: all-MiniLM-L6-v2 by sentence-transformers (Apache-2.0), referenced, not copied.
 - Training data: ESC-50 (K. J. Piczak, CC BY-NC 3.0) and UrbanSound8K (academic / non-commercial), and audio
   synthesized here with espeak-ng (GPL-3.0 program; its output is not covered), FluidSynth with the FluidR3 GM
@@ -518,6 +569,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batching", default="mixed", choices=["mixed", "domain"],
                     help="mixed (shipped); domain: every batch holds real clips only or corpus clips only (harder "
                          "negatives; tried: model card, 'What was tried')")
+    ap.add_argument("--tune-block4", action="store_true",
+                    help="fine-tune the CNN's last block with the projection (caches blocks 1-3's maps, ~1.2 GB; "
+                         "about 8 min per epoch of the full corpus on 2 CPU cores, seconds on a GPU)")
+    ap.add_argument("--block4-lr-scale", type=float, default=0.05, help="block 4's learning rate / --lr")
     ap.add_argument("--select", action="store_true", help="compare CANDIDATES (train split -> val split) first, "
                     "then ship the best; without it the --pool/--proj-hidden given are shipped")
     ap.add_argument("--real-weight", type=int, default=3,
@@ -567,7 +622,8 @@ def cached_features(args, enc: OfflineEncoder, clips: list[Clip], t0: float) -> 
     number of copies and the style), so trying another augmentation does not run the CNN over the corpus again."""
     aug = [i for i, c in enumerate(clips) if c.row.get("augmented")]
     clean = [i for i, c in enumerate(clips) if not c.row.get("augmented")]
-    parts = [(clean, []), (aug, [args.seed, args.augment, args.augment_style])]
+    kind = ["maps"] if args.tune_block4 else []  # blocks 1-3's maps instead of block 4's frames
+    parts = [(clean, kind), (aug, [args.seed, args.augment, args.augment_style] + kind)]
     feats = [None] * len(clips)
     for idx, extra in parts:
         if not idx:
@@ -580,7 +636,7 @@ def cached_features(args, enc: OfflineEncoder, clips: list[Clip], t0: float) -> 
             log(f"features loaded from {cpath}", t0)
             part = load_file(str(cpath))["frames"]
         else:
-            part = frame_features(enc, [clips[i].wave for i in idx], t0)
+            part = frame_features(enc, [clips[i].wave for i in idx], t0, maps=args.tune_block4)
             if cpath is not None:
                 from safetensors.torch import save_file
 
@@ -597,14 +653,14 @@ def select_settings(args, enc, feats, clips, tr, va, text, cap_ids, t0) -> tuple
     selection = []
     wanted = None if not args.candidates else {tuple(c.split(":")) for c in args.candidates.split(",")}
     for cand in [c for c in CANDIDATES if wanted is None or (c["pool"], str(c["proj_hidden"])) in wanted]:
-        _, emb = fit_and_embed(feats, clips, tr, va, text, cap_ids, cand, args, t0, f"select {cand}")
+        _, emb, _ = fit_and_embed(enc, feats, clips, tr, va, text, cap_ids, cand, args, t0, f"select {cand}")
         res = evaluate_split(enc, emb, [clips[i] for i in va])
         selection.append({**cand, "score": round(score(res), 4), "val": res})
         log(f"val {cand}: score {score(res):.3f} | " + json.dumps(res), t0)
     best = max(selection, key=lambda r: r["score"])
     cfg = {"pool": best["pool"], "proj_hidden": best["proj_hidden"]}
     real_tr = np.array([i for i in tr if clips[i].row["dataset"] != "corpus"])
-    _, emb = fit_and_embed(feats, clips, real_tr, va, text, cap_ids, cfg, args, t0, "select real-only")
+    _, emb, _ = fit_and_embed(enc, feats, clips, real_tr, va, text, cap_ids, cfg, args, t0, "select real-only")
     res = evaluate_split(enc, emb, [clips[i] for i in va])
     selection.append({**cfg, "data": "real clips only", "score": round(score(res), 4), "val": res})
     log(f"val {cfg} real clips only: score {score(res):.3f} | "
@@ -632,7 +688,7 @@ def save_encoder(args, enc: OfflineEncoder, clips: list[Clip], sample_waves: dic
     log(f"reloaded from {args.out}: audio cosine fp32 vs saved fp16 min {cos.min():.5f}", t0)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_model_card(args.out, results)
-    write_license_notes(args.out, Path(aisfx).parent)
+    write_license_notes(args.out, Path(aisfx).parent, args.tune_block4)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -673,8 +729,10 @@ def main(argv: list[str] | None = None) -> int:
     # Report: train+val -> test (the shipped weights are exactly this fit).
     trva = weighted(split_idx({"train", "val"}))
     enc.audio_settings.update(cfg)
-    proj, emb = fit_and_embed(feats, clips, trva, te, text, cap_ids, cfg, args, t0, "final")
+    proj, emb, block4 = fit_and_embed(enc, feats, clips, trva, te, text, cap_ids, cfg, args, t0, "final")
     enc.audio_proj = proj
+    if block4 is not None:
+        enc.audio_net.conv_block4.load_state_dict(block4.state_dict())
     test = evaluate_split(enc, emb, [clips[i] for i in te])
     log("test: " + json.dumps(test), t0)
     results = {

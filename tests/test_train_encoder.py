@@ -65,3 +65,52 @@ def test_epoch_batches_mixed_is_the_old_single_shuffle():
     order = np.random.default_rng(3).permutation(50)
     batches = te.epoch_batches(np.zeros(50, int), 16, "mixed", np.random.default_rng(3))
     assert np.array_equal(np.concatenate(batches), order)
+
+
+def _tiny_setup(tune: bool):
+    import torch
+
+    from mats.encoders.offline import OfflineEncoder
+
+    enc = OfflineEncoder.tiny(seed=1)
+    enc.audio_settings["pool"] = "stats"
+    rng = np.random.default_rng(0)
+    n, length = 24, enc.window_samples
+    t = np.arange(length) / enc.sample_rate
+    # Three "concepts": tones at three pitches, with noise, so the task is learnable.
+    waves = np.stack([(0.4 * np.sin(2 * np.pi * (200.0 * (1 + i % 3)) * t) + 0.05 * rng.standard_normal(length))
+                      .astype(np.float32) for i in range(n)])
+    captions = ["a low tone", "a middle tone", "a high tone"]
+    clips = [te.Clip(f"c{i}", "train", f"tone/{i % 3}", [captions[i % 3]], {"dataset": "corpus"}) for i in range(n)]
+    with torch.inference_mode():
+        spec = enc.frontend(torch.from_numpy(waves))
+        feats = (enc.audio_net.stem(spec) if tune else enc.audio_net.frames(spec)).clone()
+    text = enc.embed_text(captions)
+    cap_ids = [[i % 3] for i in range(n)]
+    args = te.parse_args(["--data", "unused", "--epochs", "4", "--batch-size", "8", "--lr", "0.01",
+                          "--block4-lr-scale", "0.5"] + (["--tune-block4"] if tune else []))
+    return enc, waves, clips, feats, text, cap_ids, args
+
+
+@pytest.mark.parametrize("tune", [False, True])
+def test_trained_path_equals_the_encoders_own_embedding(tune):
+    # What the trainer scores (cached features -> [block 4] -> pool -> projection) must be exactly what the saved
+    # encoder computes from audio, or the reported numbers describe another model.
+    import torch
+
+    enc, waves, clips, feats, text, cap_ids, args = _tiny_setup(tune)
+    before = {k: v.clone() for k, v in enc.audio_net.conv_block4.state_dict().items()}
+    tr, ev = np.arange(0, 18), np.arange(18, 24)
+    proj, emb, block4 = te.fit_and_embed(enc, feats, clips, tr, ev, text, cap_ids,
+                                         {"pool": "stats", "proj_hidden": 8}, args, 0.0, "test")
+    assert emb.shape == (6, enc.dim) and torch.allclose(emb.norm(dim=1), torch.ones(6), atol=1e-5)
+    for k, v in enc.audio_net.conv_block4.state_dict().items():
+        assert torch.equal(v, before[k]), k  # each fit starts from (and leaves) the pretrained block
+    if tune:
+        changed = [k for k, v in block4.state_dict().items() if not torch.equal(v, before[k])]
+        assert any("conv" in k for k in changed) and not any("running" in k for k in changed), changed
+        enc.audio_net.conv_block4.load_state_dict(block4.state_dict())
+    else:
+        assert block4 is None
+    enc.audio_proj = proj
+    assert torch.allclose(enc.embed_audio(waves[ev]), emb, atol=1e-4)

@@ -223,14 +223,22 @@ class AisfxEmbeddingNet(nn.Module):
         self.conv_block4 = _ConvBlock(c[3], c[4])
         self.out_dim = c[4]
 
-    def frames(self, blocks: torch.Tensor) -> torch.Tensor:
-        """[N, time, freq] -> block-4 features averaged over frequency, one per 8 input frames: [N, time // 8, C]."""
+    def stem(self, blocks: torch.Tensor) -> torch.Tensor:
+        """[N, time, freq] -> blocks 1-3 (each followed by a 2x2 max-pool): [N, C3, time // 8, freq // 8]."""
         x = blocks.unsqueeze(1)  # (N, 1, time, freq)
         x = F.max_pool2d(self.conv_block1(x), 2)
         x = F.max_pool2d(self.conv_block2(x), 2)
-        x = F.max_pool2d(self.conv_block3(x), 2)
-        x = self.conv_block4(x)
-        return x.mean(dim=3).transpose(1, 2)
+        return F.max_pool2d(self.conv_block3(x), 2)
+
+    @staticmethod
+    def head_frames(block4: nn.Module, maps: torch.Tensor) -> torch.Tensor:
+        """Stem maps -> ``block4`` -> mean over frequency: [N, time // 8, C]. Static, so the encoder trainer can
+        run a copy of block 4 that it fine-tunes (scripts/train_encoder.py --tune-block4)."""
+        return block4(maps).mean(dim=3).transpose(1, 2)
+
+    def frames(self, blocks: torch.Tensor) -> torch.Tensor:
+        """[N, time, freq] -> block-4 features averaged over frequency, one per 8 input frames: [N, time // 8, C]."""
+        return self.head_frames(self.conv_block4, self.stem(blocks))
 
     def forward(self, blocks: torch.Tensor) -> torch.Tensor:
         return self.frames(blocks).amax(dim=1)  # aisfx's head: max over time
