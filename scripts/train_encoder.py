@@ -289,12 +289,14 @@ class Featurizer:
 
 def train_projection(x: torch.Tensor, concepts: list[str], caption_ids: list[list[int]], text: torch.Tensor,
                      hidden: int, args: argparse.Namespace, t0: float, tag: str,
-                     domains: np.ndarray | None = None, featurize: Featurizer | None = None) -> AudioProjection:
+                     domains: np.ndarray | None = None, featurize: Featurizer | None = None,
+                     init: AudioProjection | None = None) -> AudioProjection:
     """Fit a fresh projection (and a temperature) with symmetric multi-positive InfoNCE on cached features:
     each clip is paired with one of its captions, drawn anew every step; clips of one concept are positives.
     ``featurize`` turns a batch of ``x`` into pooled vectors (default: ``x`` already is); when it holds a block 4,
     that block trains too, at ``--block4-lr-scale`` times the learning rate, its BatchNorm statistics kept (eval
-    mode), so the frozen blocks 1-3 still see the inputs they were trained for. On a GPU when there is one."""
+    mode), so the frozen blocks 1-3 still see the inputs they were trained for. On a GPU when there is one.
+    ``init``: start from this projection (its standardisation included) instead of a fresh one."""
     block4 = featurize.block4 if featurize is not None else None
     dev = next(block4.parameters()).device if block4 is not None else torch.device("cpu")
     feat = featurize if block4 is not None else (lambda xb: xb)
@@ -307,13 +309,16 @@ def train_projection(x: torch.Tensor, concepts: list[str], caption_ids: list[lis
     for i, c in enumerate(caption_ids):
         caps[i, : len(c)] = torch.tensor(c)
 
-    x0 = x if block4 is None else featurize.all(x)  # the starting features fix the standardisation
-    proj = AudioProjection(x0.shape[1], text.shape[1], hidden, args.proj_dropout if hidden else 0.0)
-    proj.feat_mean.copy_(x0.mean(0))
-    proj.feat_std.copy_(x0.std(0).clamp(min=1e-4))
-    del x0
-    torch.nn.init.normal_(proj.net[-1].weight, std=0.01)  # start near zero: no arbitrary initial alignment
-    torch.nn.init.zeros_(proj.net[-1].bias)
+    if init is not None:
+        proj = copy.deepcopy(init)
+    else:
+        x0 = x if block4 is None else featurize.all(x)  # the starting features fix the standardisation
+        proj = AudioProjection(x0.shape[1], text.shape[1], hidden, args.proj_dropout if hidden else 0.0)
+        proj.feat_mean.copy_(x0.mean(0))
+        proj.feat_std.copy_(x0.std(0).clamp(min=1e-4))
+        del x0
+        torch.nn.init.normal_(proj.net[-1].weight, std=0.01)  # start near zero: no arbitrary initial alignment
+        torch.nn.init.zeros_(proj.net[-1].bias)
     proj.to(dev)
     text = text.to(dev)
     log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07), device=dev))
@@ -392,10 +397,18 @@ def fit_and_embed(enc, feats, clips, train_idx, eval_idx, text, cap_ids, cfg, ar
     else:
         x = pooled(feats[train_idx], cfg["pool"])
     featurize = Featurizer(cfg["pool"], block4)
-    proj = train_projection(x, [clips[i].concept for i in train_idx], [cap_ids[i] for i in train_idx], text,
-                            cfg["proj_hidden"], args, t0, tag,
-                            np.array([clips[i].row["dataset"] == "corpus" for i in train_idx], int),
-                            featurize if block4 is not None else None)
+    fit = (x, [clips[i].concept for i in train_idx], [cap_ids[i] for i in train_idx], text, cfg["proj_hidden"])
+    domains = np.array([clips[i].row["dataset"] == "corpus" for i in train_idx], int)
+    init = None
+    if block4 is not None and args.warm_epochs:
+        # Warm start (what makes --tune-block4 affordable on a CPU): the projection first learns on the pretrained
+        # block's features, cheaply; then both train for --epochs.
+        u, inv = np.unique(train_idx, return_inverse=True)
+        warm = copy.copy(args)
+        warm.epochs = args.warm_epochs
+        init = train_projection(featurize.all(feats[u])[torch.from_numpy(inv)], *fit[1:], warm, t0, f"{tag} warm",
+                                domains)
+    proj = train_projection(*fit, args, t0, tag, domains, featurize if block4 is not None else None, init)
     with torch.inference_mode():
         emb = F.normalize(proj(featurize.all(feats[eval_idx])), dim=-1)
     return proj, emb, (block4.cpu() if block4 is not None else None)
@@ -573,6 +586,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="fine-tune the CNN's last block with the projection (caches blocks 1-3's maps, ~1.2 GB; "
                          "about 8 min per epoch of the full corpus on 2 CPU cores, seconds on a GPU)")
     ap.add_argument("--block4-lr-scale", type=float, default=0.05, help="block 4's learning rate / --lr")
+    ap.add_argument("--warm-epochs", type=int, default=0,
+                    help="with --tune-block4: first train the projection alone this many epochs (cheap), then "
+                         "block 4 and the projection together for --epochs")
     ap.add_argument("--select", action="store_true", help="compare CANDIDATES (train split -> val split) first, "
                     "then ship the best; without it the --pool/--proj-hidden given are shipped")
     ap.add_argument("--real-weight", type=int, default=3,

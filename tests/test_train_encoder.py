@@ -67,7 +67,7 @@ def test_epoch_batches_mixed_is_the_old_single_shuffle():
     assert np.array_equal(np.concatenate(batches), order)
 
 
-def _tiny_setup(tune: bool):
+def _tiny_setup(tune: bool, extra: tuple = ()):
     import torch
 
     from mats.encoders.offline import OfflineEncoder
@@ -88,17 +88,17 @@ def _tiny_setup(tune: bool):
     text = enc.embed_text(captions)
     cap_ids = [[i % 3] for i in range(n)]
     args = te.parse_args(["--data", "unused", "--epochs", "4", "--batch-size", "8", "--lr", "0.01",
-                          "--block4-lr-scale", "0.5"] + (["--tune-block4"] if tune else []))
+                          "--block4-lr-scale", "0.5", *extra] + (["--tune-block4"] if tune else []))
     return enc, waves, clips, feats, text, cap_ids, args
 
 
-@pytest.mark.parametrize("tune", [False, True])
-def test_trained_path_equals_the_encoders_own_embedding(tune):
+@pytest.mark.parametrize("tune,extra", [(False, ()), (True, ()), (True, ("--warm-epochs", "3"))])
+def test_trained_path_equals_the_encoders_own_embedding(tune, extra):
     # What the trainer scores (cached features -> [block 4] -> pool -> projection) must be exactly what the saved
     # encoder computes from audio, or the reported numbers describe another model.
     import torch
 
-    enc, waves, clips, feats, text, cap_ids, args = _tiny_setup(tune)
+    enc, waves, clips, feats, text, cap_ids, args = _tiny_setup(tune, extra)
     before = {k: v.clone() for k, v in enc.audio_net.conv_block4.state_dict().items()}
     tr, ev = np.arange(0, 18), np.arange(18, 24)
     proj, emb, block4 = te.fit_and_embed(enc, feats, clips, tr, ev, text, cap_ids,
