@@ -543,6 +543,10 @@ Choice of capacity, on the validation split (score = mean of the five checks):
 - Frozen features beyond block 4's frequency mean (real clips only, rich x4, one seed): adding block-3 statistics
   ESC-50 0.432 -> 0.466, UrbanSound8K 0.743 -> 0.749; adding block 4's frequency maximum 0.421 / 0.749. Within one
   to three clips; not adopted.
+- `--tune-block4 --warm-epochs 80 --epochs 2` (the projection first, then block 4 at 0.05 x lr for 2 epochs, 150 s
+  each on 2 cores), train -> validation, one seed: score 0.677 -> 0.677 (ESC-50 0.421 -> 0.375, UrbanSound8K 0.695 ->
+  0.733, coarse 0.958 -> 0.964, family 0.746 -> 0.742, mixtures 0.569 -> 0.570); the restarted learning rate lifted the
+  training loss (1.50 -> 1.73) before it fell. Two epochs say nothing yet about longer tuning; not shipped.
 
 ## Credits and licences
 
