@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from mats.audio import check_signal, load_clip
 from mats.config import MATSConfig
 from mats.encoders import load_encoder
-from mats.errors import CheckpointError, MATSError
+from mats.errors import CheckpointError, ConfigError, MATSError
 from mats.lm import attach_lora, default_device, default_dtype, load_lm
 from mats.generation import generation_kwargs, stream_answer
 from mats.mapper import PrefixMapper
@@ -483,6 +483,30 @@ class MATS(torch.nn.Module):
         shared, nothing is copied, and the original keeps its own bank."""
         view = copy.copy(self)
         view.santa = bank
+        return view
+
+    # Sentences that check two encoders share a text space (any wording works; these span the domains).
+    _TEXT_PROBES = ("a dog barks", "a man speaks", "a piano plays a slow melody", "rain falls on a roof",
+                    "a high-pitched beep repeats")
+
+    def with_encoder(self, encoder) -> "MATS":
+        """This model listening through another audio tower that shares its text tower, e.g. a *validation
+        encoder* fit without the clips that settings are chosen on. The mapper and LM only ever saw text
+        embeddings, so any audio side aligned to the same text space fits them; one aligned elsewhere does not,
+        and is refused. A view, like ``with_bank``: nothing is copied and the original keeps its encoder."""
+        if encoder.dim != self.encoder.dim:
+            raise ConfigError(f"the encoder embeds into {encoder.dim} dimensions, this model's into "
+                              f"{self.encoder.dim}; use an encoder aligned to the same text tower.")
+        mine = self.encoder.embed_text(list(self._TEXT_PROBES)).float().cpu()
+        theirs = encoder.embed_text(list(self._TEXT_PROBES)).float().cpu()
+        cos = float((mine * theirs).sum(-1).min())
+        if cos < 0.999:
+            raise ConfigError(f"the encoder's text tower differs from this model's (probe sentences agree only to "
+                              f"cosine {cos:.3f}); the mapper was trained on this model's text space, so use an "
+                              "encoder aligned to the same locked text tower.")
+        view = copy.copy(self)
+        view._modules = dict(self._modules)  # a shallow copy shares nn.Module's registry; the view needs its own
+        view.encoder = encoder
         return view
 
     # ------------------------------------------------------------------ streaming

@@ -133,6 +133,10 @@ def main(argv=None) -> int:
     ap.add_argument("--hearing-limit", type=int, default=None, help="about N clips of the --hearing table")
     ap.add_argument("--quantize", default="auto", choices=QUANTIZE_MODES,
                     help="the LM's precision on a CPU, as MATS.from_pretrained (default: auto, what users get)")
+    ap.add_argument("--encoder", default=None, metavar="DIR",
+                    help="listen through this offline encoder instead of the checkpoint's own (it must share the text "
+                         "tower): a validation encoder (train_encoder.py --fit-on train) with its split-val.json, "
+                         "to choose lambda on audio the encoder never met")
     ap.add_argument("--update-cards", action="store_true",
                     help="also write the headline numbers into each model's config (train_info.eval) and model card")
     a = ap.parse_args(argv)
@@ -154,6 +158,11 @@ def main(argv=None) -> int:
         for path in a.model:
             model = MATS.from_pretrained(path, quantize=a.quantize)
             entry: dict = {"precision": model.precision}
+            if a.encoder:
+                from mats.encoders import load_encoder
+
+                model = model.with_encoder(load_encoder({"backend": "offline", "path": str(Path(a.encoder).resolve())}))
+                entry["encoder"] = a.encoder
             for dataset, clip_dir in (("esc50", "clips/esc50"), ("us8k", "clips/us8k")):
                 rows, labels = _val_rows(data, split, dataset)
                 meta = _write_meta(rows, Path(tmp) / f"{dataset}.csv")

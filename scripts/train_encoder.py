@@ -458,6 +458,13 @@ def write_license_notes(out: Path, aisfx_dir: Path, tuned: bool = False) -> None
 
 
 
+VALIDATION_NOTE = """
+**A validation encoder, not for shipping** (`--fit-on train`): fit on the train split only, so the validation fold
+(`split-val.json`) is as new to it as the test fold is to the shipped encoder. The text tower is the same locked
+MiniLM, so any MATS checkpoint can listen through it to choose settings (Santa's lambda) on unseen audio.
+"""
+
+
 def write_model_card(out: Path, results: dict) -> None:
     t, cfg, st = results["test"], results["chosen"], results["settings"]
     rows = "\n".join(
@@ -472,7 +479,7 @@ tags: [audio, zero-shot-audio-classification, contrastive, sound-effects, speech
 ---
 
 # sfx-minilm: offline audio-text encoder for MATS
-
+{VALIDATION_NOTE if results.get("fit_on") == "train" else ""}
 An audio tower aligned to a **locked** sentence encoder (LiT style), so that MATS runs without CLAP and without a
 network. Text embeddings are exactly those of
 [sentence-transformers/all-MiniLM-L6-v2](https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2)
@@ -612,6 +619,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", type=Path, default=None, help="keep the CNN features here between runs")
     ap.add_argument("--no-save", action="store_true", help="evaluate only")
+    ap.add_argument("--fit-on", default="train+val", choices=["train+val", "train"],
+                    help="what the saved weights are fit on: train+val (shipped) or train only, a *validation "
+                         "encoder* that never saw the val fold, for choosing MATS settings such as Santa's lambda "
+                         "on audio the encoder has not met (the shipped encoder has met the val fold)")
     return ap.parse_args(argv)
 
 
@@ -703,6 +714,12 @@ def save_encoder(args, enc: OfflineEncoder, clips: list[Clip], sample_waves: dic
         "holdout_fold": 0, "note": "real clips the shipped weights never saw (grouped by recording)",
         "esc50": [c.key.split("/", 1)[1] for c in held if c.row["dataset"] == "esc50"],
         "us8k": [c.key.split("/", 1)[1] for c in held if c.row["dataset"] == "us8k"]}, indent=1))
+    if args.fit_on == "train":  # a validation encoder: the val fold is unseen too, and MATS settings are chosen on it
+        val = [c for c in clips if c.split == "val" and c.row["dataset"] != "corpus" and not c.row.get("augmented")]
+        (args.out / "split-val.json").write_text(json.dumps({
+            "holdout_fold": 1, "note": "validation fold: real clips this validation encoder never saw",
+            "esc50": [c.key.split("/", 1)[1] for c in val if c.row["dataset"] == "esc50"],
+            "us8k": [c.key.split("/", 1)[1] for c in val if c.row["dataset"] == "us8k"]}, indent=1))
     enc.save_pretrained(args.out, dtype=torch.float16)
     reloaded = OfflineEncoder.from_pretrained(args.out)
     waves = np.stack(list(sample_waves.values()))
@@ -751,8 +768,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.select:
         cfg, selection = select_settings(args, enc, feats, clips, tr, va, text, cap_ids, t0)
 
-    # Report: train+val -> test (the shipped weights are exactly this fit).
-    trva = weighted(split_idx({"train", "val"}))
+    # Report: train+val -> test (the shipped weights are exactly this fit; --fit-on train: train -> test).
+    trva = weighted(split_idx(set(args.fit_on.split("+"))))
     enc.audio_settings.update(cfg)
     proj, emb, block4 = fit_and_embed(enc, feats, clips, trva, te, text, cap_ids, cfg, args, t0, "final")
     enc.audio_proj = proj
@@ -764,6 +781,7 @@ def main(argv: list[str] | None = None) -> int:
         "test": test,
         "selection_on_val": selection,
         "chosen": cfg,
+        "fit_on": args.fit_on,
         "split": ("train / val / test. Synthesized corpus: whole espeak voices, languages, GM programs and drum kits, "
                   "and seeds per split (scripts/make_corpus.py). Real clips: recording-grouped ESC-50/UrbanSound8K "
                   "folds, fold 2 train, fold 1 val, fold 0 test (split.json; never seen by the shipped weights). "

@@ -219,3 +219,31 @@ def test_a_clean_bank_is_its_own_evidence_reference(tiny_ckpt_gpt2, tmp_path):
     assert m.santa.clean is m.santa.embeddings
     ev = m.explain(audio_embeddings=m.encoder.embed_text([m.santa.texts[5]]))[0]
     assert ev.nearest == m.santa.texts[5] and ev.nearest_similarity == pytest.approx(1.0, abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- another audio tower
+def test_with_encoder_listens_through_another_audio_tower_of_the_same_text_space(model):
+    import copy
+
+    before = model.embed_clips([DOG])
+    other = copy.deepcopy(model.encoder)
+    with torch.no_grad():  # a different audio side, the same text tower (a validation encoder is exactly this)
+        for p in other.model.audio_projection.parameters():
+            p.add_(torch.randn_like(p))
+    view = model.with_encoder(other)
+    assert view.encoder is other and model.encoder is not other
+    assert not torch.allclose(view.embed_clips([DOG]), before, atol=1e-3)  # the view hears through `other`
+    assert torch.equal(model.embed_clips([DOG]), before)  # and the original still through its own
+    # Weights are shared, not copied: the view answers through the same mapper and LM.
+    assert view.mapper is model.mapper and view.lm is model.lm
+    assert isinstance(view.caption(DOG, **GREEDY), str)
+
+
+def test_with_encoder_refuses_an_encoder_of_another_text_space(model):
+    from mats.encoders.clap import ClapEncoder
+    from mats.errors import ConfigError
+    from mats.testing import tiny_clap
+
+    stranger = ClapEncoder(*tiny_clap(seed=1), name_or_path="tiny-other")
+    with pytest.raises(ConfigError, match="text tower differs"):
+        model.with_encoder(stranger)

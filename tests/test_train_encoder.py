@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 
+import json
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,31 @@ def test_trained_path_equals_the_encoders_own_embedding(tune, extra):
         assert block4 is None
     enc.audio_proj = proj
     assert torch.allclose(enc.embed_audio(waves[ev]), emb, atol=1e-4)
+
+
+@pytest.mark.parametrize("fit_on", ["train+val", "train"])
+def test_a_validation_encoder_lists_the_fold_it_never_saw(tmp_path, fit_on):
+    # --fit-on train saves a validation encoder: its split-val.json must list exactly the real val clips (the fold
+    # MATS settings are chosen on), and its card must say it is not for shipping; the shipped kind writes neither.
+    enc, waves, clips, feats, text, cap_ids, _ = _tiny_setup(False)
+    splits = ["train"] * 8 + ["val"] * 8 + ["test"] * 8
+    datasets = ["esc50", "us8k", "corpus"] * 8
+    real = [te.Clip(f"{d}/clip{i}.wav", s, c.concept, c.captions, {"dataset": d, "augmented": i == 9})
+            for i, (c, s, d) in enumerate(zip(clips, splits, datasets))]
+    args = te.parse_args(["--data", "unused", "--fit-on", fit_on, "--out", str(tmp_path / "enc")])
+    checks = {k: 0.5 for k in ("coarse", "coarse_speech", "coarse_music", "coarse_other", "family",
+                               "zero_shot_esc50", "zero_shot_us8k", "mixture_source_top5")}
+    results = {"test": {**checks, "esc50_clips": 2, "us8k_clips": 3, "family_clips": 0, "mixture_sources": 0},
+               "captions": 3, "chosen": {"pool": "stats", "proj_hidden": 8}, "selection_on_val": [],
+               "settings": {k: str(v) for k, v in vars(args).items()}, "sizes": {}, "fit_on": fit_on}
+    te.save_encoder(args, enc, real, {0: waves[0]}, results, tmp_path / "no-aisfx" / "model.safetensors", 0.0)
+    held = json.loads((tmp_path / "enc" / "split.json").read_text())
+    assert held["esc50"] == ["clip18.wav", "clip21.wav"] and held["us8k"] == ["clip16.wav", "clip19.wav", "clip22.wav"]
+    card = (tmp_path / "enc" / "README.md").read_text()
+    if fit_on == "train":
+        val = json.loads((tmp_path / "enc" / "split-val.json").read_text())
+        # clip9 (esc50, val) is an augmented copy, not a clip of the fold: left out
+        assert val["esc50"] == ["clip12.wav", "clip15.wav"] and val["us8k"] == ["clip10.wav", "clip13.wav"]
+        assert "validation encoder, not for shipping" in card
+    else:
+        assert not (tmp_path / "enc" / "split-val.json").exists() and "not for shipping" not in card
