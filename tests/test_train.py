@@ -160,3 +160,11 @@ def test_max_seconds_stops_early_and_still_writes_the_model(parts, tmp_path):
     assert isinstance(MATS.from_pretrained(final, device="cpu").caption(tiny_clip(), max_new_tokens=3), str)
     log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert any(r.get("stopped_early") for r in log)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_every_shipped_config_loads(name, monkeypatch):
+    # A recipe the README points at must at least parse into a run: model, data sources and train settings.
+    monkeypatch.setenv("MATS_DATA", "/data")
+    run = load_run_config(ROOT / "configs" / name)
+    assert run.data.sources and run.train.batch_size > 0 and run.model.mapper.prefix_length > 0

@@ -120,9 +120,12 @@ def test_trained_path_equals_the_encoders_own_embedding(tune, extra):
 
 @pytest.mark.parametrize("fit_on", ["train+val", "train"])
 def test_a_validation_encoder_lists_the_fold_it_never_saw(tmp_path, fit_on):
+    from mats.encoders.offline import OfflineEncoder
+
     # --fit-on train saves a validation encoder: its split-val.json must list exactly the real val clips (the fold
     # MATS settings are chosen on), and its card must say it is not for shipping; the shipped kind writes neither.
     enc, waves, clips, feats, text, cap_ids, _ = _tiny_setup(False)
+    enc.audio_settings["pool"] = OfflineEncoder.tiny(seed=1).audio_settings["pool"]  # what its projection was built for
     splits = ["train"] * 8 + ["val"] * 8 + ["test"] * 8
     datasets = ["esc50", "us8k", "corpus"] * 8
     real = [te.Clip(f"{d}/clip{i}.wav", s, c.concept, c.captions, {"dataset": d, "augmented": i == 9})
