@@ -154,14 +154,17 @@ def main(argv=None) -> int:
             split[key] = [names[int(i * len(names) / a.max_clips)] for i in range(a.max_clips)]
     report: dict = {"split": {k: len(v) for k, v in split.items() if isinstance(v, list)}, "lambdas": lambdas,
                     "generation": gen, "models": {}}
+    other_encoder = None
+    if a.encoder:  # loaded once, shared by every --model
+        from mats.encoders import load_encoder
+
+        other_encoder = load_encoder({"backend": "offline", "path": str(Path(a.encoder).resolve())})
     with tempfile.TemporaryDirectory() as tmp:
         for path in a.model:
             model = MATS.from_pretrained(path, quantize=a.quantize)
             entry: dict = {"precision": model.precision}
-            if a.encoder:
-                from mats.encoders import load_encoder
-
-                model = model.with_encoder(load_encoder({"backend": "offline", "path": str(Path(a.encoder).resolve())}))
+            if other_encoder is not None:
+                model = model.with_encoder(other_encoder)
                 entry["encoder"] = a.encoder
             for dataset, clip_dir in (("esc50", "clips/esc50"), ("us8k", "clips/us8k")):
                 rows, labels = _val_rows(data, split, dataset)

@@ -711,17 +711,14 @@ def save_encoder(args, enc: OfflineEncoder, clips: list[Clip], sample_waves: dic
                  t0: float) -> None:
     """Write the encoder (fp16), its held-out split, results, model card and licence notes; check the reload."""
     args.out.mkdir(parents=True, exist_ok=True)
-    held = [c for c in clips if c.split == "test" and c.row["dataset"] != "corpus"]
-    (args.out / "split.json").write_text(json.dumps({
-        "holdout_fold": 0, "note": "real clips the shipped weights never saw (grouped by recording)",
-        "esc50": [c.key.split("/", 1)[1] for c in held if c.row["dataset"] == "esc50"],
-        "us8k": [c.key.split("/", 1)[1] for c in held if c.row["dataset"] == "us8k"]}, indent=1))
+    def write_fold(name: str, split: str, fold: int, note: str) -> None:  # real clips of one split, no copies
+        real = [c for c in clips if c.split == split and c.row["dataset"] != "corpus" and not c.row.get("augmented")]
+        (args.out / name).write_text(json.dumps({"holdout_fold": fold, "note": note, **{
+            ds: [c.key.split("/", 1)[1] for c in real if c.row["dataset"] == ds] for ds in ("esc50", "us8k")}}, indent=1))
+
+    write_fold("split.json", "test", 0, "real clips the shipped weights never saw (grouped by recording)")
     if args.fit_on == "train":  # a validation encoder: the val fold is unseen too, and MATS settings are chosen on it
-        val = [c for c in clips if c.split == "val" and c.row["dataset"] != "corpus" and not c.row.get("augmented")]
-        (args.out / "split-val.json").write_text(json.dumps({
-            "holdout_fold": 1, "note": "validation fold: real clips this validation encoder never saw",
-            "esc50": [c.key.split("/", 1)[1] for c in val if c.row["dataset"] == "esc50"],
-            "us8k": [c.key.split("/", 1)[1] for c in val if c.row["dataset"] == "us8k"]}, indent=1))
+        write_fold("split-val.json", "val", 1, "validation fold: real clips this validation encoder never saw")
     enc.save_pretrained(args.out, dtype=torch.float16)
     reloaded = OfflineEncoder.from_pretrained(args.out)
     waves = np.stack(list(sample_waves.values()))
@@ -771,9 +768,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg, selection = select_settings(args, enc, feats, clips, tr, va, text, cap_ids, t0)
 
     # Report: train+val -> test (the shipped weights are exactly this fit; --fit-on train: train -> test).
-    trva = weighted(split_idx(set(args.fit_on.split("+"))))
+    fit_idx = weighted(split_idx(set(args.fit_on.split("+"))))
     enc.audio_settings.update(cfg)
-    proj, emb, block4 = fit_and_embed(enc, feats, clips, trva, te, text, cap_ids, cfg, args, t0, "final")
+    proj, emb, block4 = fit_and_embed(enc, feats, clips, fit_idx, te, text, cap_ids, cfg, args, t0, "final")
     enc.audio_proj = proj
     if block4 is not None:
         enc.audio_net.conv_block4.load_state_dict(block4.state_dict())
