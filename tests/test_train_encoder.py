@@ -147,3 +147,52 @@ def test_a_validation_encoder_lists_the_fold_it_never_saw(tmp_path, fit_on):
         assert "validation encoder, not for shipping" in card
     else:
         assert not (tmp_path / "enc" / "split-val.json").exists() and "not for shipping" not in card
+
+
+def test_an_ensemble_is_one_wider_mlp_whose_output_is_the_members_mean(tmp_path):
+    import torch
+
+    from mats.encoders.offline import OfflineEncoder
+
+    # --ensemble N ships N seeds as one MLP: its output must be exactly their mean, it must survive save/reload as
+    # an ordinary encoder (config.json names the wider layer), and the members must really differ.
+    enc, waves, clips, feats, text, cap_ids, args = _tiny_setup(False, ("--ensemble", "3"))
+    x = te.pooled(feats, "stats")
+    fit = (x, [c.concept for c in clips], cap_ids, text, 8)
+    members = [te.train_projection(*fit, te.member_args(args, m), 0.0, "m") for m in range(3)]
+    assert not torch.allclose(members[0].net[0].weight, members[1].net[0].weight)
+    merged = te.merge_projections(members)
+    assert merged.net[0].out_features == 24 and merged.net[-1].out_features == enc.dim
+    with torch.no_grad():
+        assert torch.allclose(merged(x), torch.stack([m(x) for m in members]).mean(0), atol=1e-5)
+    # through fit_and_embed and the encoder's own audio path, saved and reloaded
+    proj, emb, _ = te.fit_and_embed(enc, feats, clips, np.arange(18), np.arange(18, 24), text, cap_ids,
+                                    {"pool": "stats", "proj_hidden": 8}, args, 0.0, "test")
+    enc.audio_proj = proj
+    enc.audio_settings["proj_hidden"] = proj.net[0].out_features
+    assert torch.allclose(enc.embed_audio(waves[18:]), emb, atol=1e-4)
+    enc.save_pretrained(tmp_path / "e", dtype=torch.float32)
+    back = OfflineEncoder.from_pretrained(tmp_path / "e")
+    assert back.audio_settings["proj_hidden"] == 24
+    assert torch.allclose(back.embed_audio(waves[18:]), emb, atol=1e-4)
+    # members fit on other data cannot be merged
+    other = te.train_projection(x[:12], fit[1][:12], cap_ids[:12], text, 8, args, 0.0, "o")
+    with pytest.raises(ValueError, match="standardisation"):
+        te.merge_projections(members + [other])
+
+
+def test_the_align_term_pulls_audio_onto_its_captions():
+    import torch
+
+    # --align-weight adds (1 - cos(audio, caption)) to InfoNCE: the same clips must land closer to their captions.
+    enc, waves, clips, feats, text, cap_ids, args = _tiny_setup(False, ("--epochs", "30"))
+    x = te.pooled(feats, "stats")
+    fit = (x, [c.concept for c in clips], cap_ids, text, 8)
+    cos = {}
+    for w in (0.0, 2.0):
+        args.align_weight = w
+        proj = te.train_projection(*fit, args, 0.0, "a")
+        with torch.no_grad():
+            a = torch.nn.functional.normalize(proj(x), dim=-1)
+        cos[w] = float((a * text[[c[0] for c in cap_ids]]).sum(-1).mean())
+    assert cos[2.0] > cos[0.0] + 0.1, cos
