@@ -612,6 +612,13 @@ Choice of capacity, on the validation split (score = mean of the five checks):
   23 min): 0.677 -> 0.681 (coarse 0.958 -> 0.975, family 0.746 -> 0.727, ESC-50 0.421 -> 0.409, UrbanSound8K
   0.695 -> 0.733, mixtures 0.569 -> 0.563): +7 UrbanSound8K clips, -1 ESC-50 clip, within noise overall. Not
   shipped: the 40-minute full fit is not worth a gain of this size.
+- A gap-closing term (`--align-weight w`: InfoNCE + w x (1 - cos(audio, its caption))), train -> validation, one
+  seed: audio's cosine to its own captions 0.35 -> 0.48 / 0.55 / 0.59 / 0.64 / 0.67 at w 0.1 / 0.25 / 0.5 / 2 / 8;
+  mixtures 0.569 -> 0.585-0.649 and UrbanSound8K 0.695 -> 0.706-0.733 rise, ESC-50 0.420 -> 0.352-0.443 and family
+  0.746 -> 0.600-0.706 fall (score 0.677 -> 0.680 / 0.677 / 0.670 / 0.658 / 0.661). Through MATS-GPT2-mini (its λ rule
+  on the validation fold) it did not beat the plain ensemble (0.375-0.390 vs 0.400). Not shipped.
+- Seed ensembles (`--ensemble N`, shipped with N = 3): single seeds 0.677 / 0.683 / 0.689 / 0.671 on validation, the
+  first three averaged 0.694, all four 0.689.
 
 ## Credits and licences
 
