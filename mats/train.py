@@ -120,6 +120,20 @@ def _expand(value):
     return value
 
 
+def portable_path(path) -> str:
+    """A data path as train_info records it: under ``$MATS_DATA`` when it lies there (as the configs write it), so a
+    checkpoint names no folder of the machine it was trained on and a run installs into ``assets/`` as it is."""
+    p = str(path)
+    root = os.environ.get("MATS_DATA")
+    if not root:
+        return p
+    r = os.path.normpath(os.path.abspath(os.path.expanduser(root)))
+    q = os.path.normpath(os.path.abspath(p))
+    if q == r or q.startswith(r + os.sep):
+        return "$MATS_DATA" + q[len(r):]
+    return p
+
+
 # ---------------------------------------------------------------------------------------- model setup
 def build_model(cfg: MATSConfig, train_texts: list[str], device, base_dir=None):
     """A fresh MATS for training; a ``lm.scratch`` spec builds a small LM + tokenizer fitted to the corpus."""
@@ -426,7 +440,7 @@ def train(run: RunConfig, resume: bool = False, on_step: Callable[[int, float], 
         vl = validation_loss(model, val, val_emb, tc) if val_emb is not None else None
         cfg.train_info = {
             **cfg.train_info,
-            "sources": [{"name": r.kind, "path": str(r.path), "samples": r.samples} for r in reports],
+            "sources": [{"name": r.kind, "path": portable_path(r.path), "samples": r.samples} for r in reports],
             "train_samples": len(samples), "val_samples": len(val), "steps": step,
             **({"stopped_early_at_max_seconds": tc.max_seconds} if stopped_early else {}),
             "hyperparameters": {k: v for k, v in asdict(tc).items() if k not in ("out",)},

@@ -168,3 +168,18 @@ def test_every_shipped_config_loads(name, monkeypatch):
     monkeypatch.setenv("MATS_DATA", "/data")
     run = load_run_config(ROOT / "configs" / name)
     assert run.data.sources and run.train.batch_size > 0 and run.model.mapper.prefix_length > 0
+
+
+def test_train_info_records_data_paths_under_mats_data(tmp_path, monkeypatch):
+    # A run's train_info names its sources as the configs write them ($MATS_DATA/...), not this machine's folder, so
+    # installing a run into assets/ needs no hand edits; paths elsewhere stay as they are.
+    from mats.train import _expand, portable_path
+
+    root = tmp_path / "data"
+    monkeypatch.setenv("MATS_DATA", str(root) + "/")
+    inside = root / "captions" / "a.csv"
+    assert portable_path(inside) == "$MATS_DATA/captions/a.csv"
+    assert os.path.normpath(_expand(portable_path(inside))) == str(inside)  # and back
+    assert portable_path(tmp_path / "database" / "b.csv") == str(tmp_path / "database" / "b.csv")  # a sibling, not inside
+    monkeypatch.delenv("MATS_DATA")
+    assert portable_path(inside) == str(inside)
