@@ -369,30 +369,32 @@ def member_args(args: argparse.Namespace, m: int) -> argparse.Namespace:
 
 
 def merge_projections(members: list[AudioProjection]) -> AudioProjection:
-    """Projections fit from different seeds -> one MLP, ``len(members)`` times as wide, whose output is exactly
-    their mean: the ensemble costs one forward pass, and the saved format and loader stay as they are
-    (config.json names the wider hidden layer). Averaging the raw outputs and averaging the normalised ones scored
-    the same on validation. Members share the standardisation (the same training features fix it)."""
-    first = members[0]
-    if len(members) == 1:
-        return first
+    """Projections fit from different seeds -> one projection whose output is exactly their mean, so the ensemble
+    costs one forward pass and the saved format and loader stay as they are. MLPs become one MLP ``len(members)``
+    times as wide (config.json names the wider hidden layer); linear maps average into one linear map. Averaging the
+    raw outputs and averaging the normalised ones scored the same on validation. Members share the standardisation
+    (the same training features fix it)."""
+    first, n = members[0], len(members)
     for p in members[1:]:
         if not (torch.equal(p.feat_mean, first.feat_mean) and torch.equal(p.feat_std, first.feat_std)):
             raise ValueError("ensemble members must share their feature standardisation (fit them on the same data)")
-        if len(p.net) != 4:
-            raise ValueError("only MLP projections (--proj-hidden > 0) can be merged")
-    n = len(members)
-    l1 = [p.net[0] for p in members]
-    l2 = [p.net[-1] for p in members]
-    merged = AudioProjection(l1[0].in_features, l2[0].out_features, sum(l.out_features for l in l1),
-                             first.net[2].p)
+        if len(p.net) != len(first.net):
+            raise ValueError("ensemble members must all be MLPs or all linear")
+    hidden = first.net[0] if len(first.net) == 4 else None  # (Linear, GELU, Dropout, Linear) or (Dropout, Linear)
+    outs = [p.net[-1] for p in members]
+    width = n * hidden.out_features if hidden is not None else 0
+    dropout = (first.net[2] if hidden is not None else first.net[0]).p
+    merged = AudioProjection(first.feat_mean.numel(), outs[0].out_features, width, dropout)
     with torch.no_grad():
         merged.feat_mean.copy_(first.feat_mean)
         merged.feat_std.copy_(first.feat_std)
-        merged.net[0].weight.copy_(torch.cat([l.weight for l in l1]))
-        merged.net[0].bias.copy_(torch.cat([l.bias for l in l1]))
-        merged.net[-1].weight.copy_(torch.cat([l.weight for l in l2], dim=1) / n)
-        merged.net[-1].bias.copy_(torch.stack([l.bias for l in l2]).mean(0))
+        if hidden is not None:  # the members' hidden units side by side; the output layer reads all, scaled by 1/n
+            merged.net[0].weight.copy_(torch.cat([p.net[0].weight for p in members]))
+            merged.net[0].bias.copy_(torch.cat([p.net[0].bias for p in members]))
+            merged.net[-1].weight.copy_(torch.cat([o.weight for o in outs], dim=1) / n)
+        else:
+            merged.net[-1].weight.copy_(torch.stack([o.weight for o in outs]).mean(0))
+        merged.net[-1].bias.copy_(torch.stack([o.bias for o in outs]).mean(0))
     return merged.eval()
 
 
@@ -446,9 +448,7 @@ def fit_and_embed(enc, feats, clips, train_idx, eval_idx, text, cap_ids, cfg, ar
         warm.epochs = args.warm_epochs
         init = train_projection(featurize.all(feats[u])[torch.from_numpy(inv)], *fit[1:], warm, t0, f"{tag} warm",
                                 domains)
-    if args.ensemble > 1:
-        if block4 is not None:
-            raise SystemExit("--ensemble works with the frozen CNN only (not with --tune-block4).")
+    if args.ensemble > 1:  # (parse_args refuses it with --tune-block4)
         # Members differ only in the projection's seed (init, batch order, caption draws); the data is the same.
         proj = merge_projections([train_projection(*fit, member_args(args, m), t0, f"{tag} member {m + 1}", domains)
                                   for m in range(args.ensemble)])
@@ -669,7 +669,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="fit N projections from seeds seed..seed+N-1 and ship their mean as one N-times-wider MLP")
     ap.add_argument("--align-weight", type=float, default=0.0,
                     help="add this weight x (1 - cosine of each clip to its drawn caption) to InfoNCE: contrastive "
-                         "training only ranks, so audio lands in its own cone (cos ~0.43 to its caption), away from "
+                         "training only ranks, so audio lands in its own cone (cos ~0.35 to its captions), away from "
                          "the text the MATS LMs were trained on; this term pulls it onto the text")
     ap.add_argument("--select", action="store_true", help="compare CANDIDATES (train split -> val split) first, "
                     "then ship the best; without it the --pool/--proj-hidden given are shipped")
@@ -689,7 +689,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="what the saved weights are fit on: train+val (shipped) or train only, a *validation "
                          "encoder* that never saw the val fold, for choosing MATS settings such as Santa's lambda "
                          "on audio the encoder has not met (the shipped encoder has met the val fold)")
-    return ap.parse_args(argv)
+    a = ap.parse_args(argv)
+    if a.ensemble < 1:
+        ap.error(f"--ensemble must be 1 or more, got {a.ensemble}")
+    if a.ensemble > 1 and a.tune_block4:
+        ap.error("--ensemble works with the frozen CNN only: each member would need its own block 4")
+    return a
 
 
 def gather_clips(args, enc: OfflineEncoder, t0: float) -> tuple[list[Clip], dict]:
@@ -844,8 +849,7 @@ def main(argv: list[str] | None = None) -> int:
     enc.audio_settings.update(cfg)
     proj, emb, block4 = fit_and_embed(enc, feats, clips, fit_idx, te, text, cap_ids, cfg, args, t0, "final")
     enc.audio_proj = proj
-    if cfg["proj_hidden"]:
-        enc.audio_settings["proj_hidden"] = proj.net[0].out_features  # an ensemble is one wider MLP
+    enc.audio_settings["proj_hidden"] = proj.net[0].out_features if len(proj.net) == 4 else 0  # an ensemble is wider
     if block4 is not None:
         enc.audio_net.conv_block4.load_state_dict(block4.state_dict())
     test = evaluate_split(enc, emb, [clips[i] for i in te])

@@ -179,6 +179,21 @@ def test_an_ensemble_is_one_wider_mlp_whose_output_is_the_members_mean(tmp_path)
     other = te.train_projection(x[:12], fit[1][:12], cap_ids[:12], text, 8, args, 0.0, "o")
     with pytest.raises(ValueError, match="standardisation"):
         te.merge_projections(members + [other])
+    # linear members average into one linear map, with the same identity
+    lin = [te.train_projection(*fit[:4], 0, te.member_args(args, m), 0.0, "l") for m in range(3)]
+    one = te.merge_projections(lin)
+    assert len(one.net) == 2
+    with torch.no_grad():
+        assert torch.allclose(one(x), torch.stack([m(x) for m in lin]).mean(0), atol=1e-5)
+    with pytest.raises(ValueError, match="MLPs or all linear"):
+        te.merge_projections(members[:1] + lin[:1])
+
+
+def test_ensemble_flags_are_checked_when_parsed():
+    with pytest.raises(SystemExit):
+        te.parse_args(["--data", "unused", "--ensemble", "0"])
+    with pytest.raises(SystemExit):
+        te.parse_args(["--data", "unused", "--ensemble", "2", "--tune-block4"])
 
 
 def test_the_align_term_pulls_audio_onto_its_captions():
