@@ -254,18 +254,20 @@ class Handlers:
         enc = model.encoder
         return prepare_clip(audio, int(enc.sample_rate), float(enc.window_seconds), max_seconds=self.max_seconds)
 
-    def _stream(self, model, audio_embedding, task: str, question: str | None, s: Settings) -> Iterator[str]:
+    def _stream(self, model, audio_embedding, task: str, question: str | None, s: Settings,
+                labels: list[str] | None = None) -> Iterator[str]:
         """Growing text for one embedded clip ([1, D]). With beams > 1 it is the leading hypothesis, revised as
-        the search goes, then the finished answer (``MATS.stream``)."""
+        the search goes, then the finished answer (``MATS.stream``). ``labels``: Santa over these labels."""
         yield from model.stream(None, task, question=question, santa=s.santa, audio_embedding=audio_embedding,
-                                num_beams=s.num_beams, **s.gen_kwargs())
+                                labels=labels, num_beams=s.num_beams, **s.gen_kwargs())
 
     def _answer(self, source, audio, task, question, s: Settings, timing: Timing, ctx: dict | None = None,
-                request=None):
+                request=None, labels: list[str] | None = None):
         """Yield (text, status) while one model answers; the last yield carries the final status.
 
         ``ctx`` (optional) receives the model and the clip's audio embedding, for work after the answer
-        (zero-shot scores), so the clip is encoded once.
+        (zero-shot scores), so the clip is encoded once. ``labels``: classify's typed labels, which Santa mixes
+        in instead of bank captions (``MATS.classify``'s default).
         """
         label = self.registry.label(source)
         if not self.registry.is_loaded(source):
@@ -279,7 +281,7 @@ class Handlers:
             ctx.update(model=model, audio_embedding=embedding)
         device = where(model)
         text, shown = "", ""
-        for text in self._stream(model, embedding, task, question, s):
+        for text in self._stream(model, embedding, task, question, s, labels):
             if text and text != shown:  # the streamer also emits empty pieces (partial UTF-8): skip those
                 if timing.first is None:
                     timing.first = time.perf_counter()
@@ -341,7 +343,7 @@ class Handlers:
         wanted = parse_labels(labels)
         text, status, ctx = "", "", {}
         for text, status in self._answer(model, audio, "classify", None, s, Timing(time.perf_counter()), ctx,
-                                         request=request):
+                                         request=request, labels=wanted or None):
             yield text, None, status
         tags = tags_text(text) if text != EMPTY_ANSWER else text
         scores = None
@@ -404,6 +406,22 @@ class Handlers:
         mine = m is not self.registry.get_record(model).model
         data = {**ev.to_dict(), "bank": "yours" if mine else "checkpoint", "bank_size": len(m.santa)}
         return evidence_markdown(data), data
+
+    @friendly_call
+    def classify_evidence(self, audio, labels, model, santa, request: gr.Request = None):
+        """Under a classify answer: with typed labels, the labels Santa mixed in (as ``MATS.classify``); without,
+        the bank captions (``evidence``). Returns (Markdown, dict)."""
+        wanted = parse_labels(labels)
+        if not wanted:
+            return self.evidence(audio, model, santa, request)
+        lam = _number("Santa strength", santa)
+        if not 0.0 <= lam <= 1.0:
+            raise MATSError(f"Santa strength must be between 0 and 1, got {lam}.")
+        if audio is None:
+            raise AudioError(NO_CLIP)
+        m, _ = self._load(model, request)
+        data = {**m.explain_labels(self._embedding(audio, m), wanted, santa=lam)[0], "bank": "your labels"}
+        return label_evidence_markdown(data), data
 
     # -- your own caption bank ---------------------------------------------------------------------------
     @friendly_call
@@ -579,6 +597,19 @@ def evidence_markdown(ev: dict) -> str:
     level, _, words = ev["note"].partition(":")
     lines += ["", f"**{markdown_literal(level)}:**{markdown_literal(words)} (Nearest caption: "
                   f"“{markdown_literal(ev['nearest'])}”, similarity {ev['nearest_similarity']:.2f}.)"]
+    return "\n".join(lines)
+
+
+def label_evidence_markdown(ev: dict) -> str:
+    """Classify's Santa over the typed labels, for the page: the labels it mixed in with their weights."""
+    lam = ev["strength"]
+    if lam > 0:
+        head = (f"**What Santa leaned on** (λ = {lam:.2f}: the model heard {100 * (1 - lam):.0f} % the clip and "
+                f"{100 * lam:.0f} % your labels' sentences, “the sound of …”, mixed by weight)")
+    else:
+        head = "**What Santa would lean on** (λ = 0: these tags used the clip alone; raise λ to mix in your labels)"
+    lines = [head, "", "| label | weight | similarity to the clip |", "|---|---:|---:|"]
+    lines += [f"| {markdown_literal(c['text'])} | {c['weight']:.2f} | {c['similarity']:.2f} |" for c in ev["labels"]]
     return "\n".join(lines)
 
 

@@ -158,7 +158,8 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
                     with gr.Tab("Classify", id="classify"):
                         labels = gr.Textbox(label="Your labels (optional)",
                                             placeholder="dog, rain, siren, church bells",
-                                            info="Comma-separated. Scored zero-shot by the audio-text encoder.",
+                                            info="Comma-separated. Scored zero-shot by the audio-text encoder; "
+                                                 "Santa mixes in the nearest of them for the tags.",
                                             elem_id="labels")
                         cls_btn = gr.Button("Classify", variant="primary", elem_id="classify-btn")
                         cls_out = gr.Textbox(label="MATS sound tags", lines=2, interactive=False,
@@ -260,6 +261,10 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
         ]
         # Santa evidence under each answer, once the answer is there (the clip's embedding is remembered).
         for i, (run, shown) in enumerate(zip(runs[:4], [cap_evidence, cls_evidence, ask_evidence, ask_evidence])):
+            if shown is cls_evidence:  # typed labels: Santa mixed in those, not bank captions (MATS.classify)
+                run.success(_gpu(h.classify_evidence), [audio, labels, model, santa], [shown, evidence_json],
+                            show_progress="minimal", **device_group, **private)
+                continue
             run.success(_gpu(h.evidence), [audio, model, santa], [shown, evidence_json], show_progress="minimal",
                         **device_group, **({"api_name": "santa"} if i == 0 else private))
         runs += [

@@ -170,7 +170,9 @@ def run_batch(model, files: Sequence[BatchFile], labels: Sequence[str] | None = 
             audio = model.embed_clips([c for _, c in loaded])
             z = model.condition(audio, santa)
             captions = model.generate_from_embeddings(z, [cap] * len(loaded), **gen)
-            tags = model.generate_from_embeddings(z, [tag] * len(loaded), **gen)
+            # Tags for a given label set: Santa over those labels, as MATS.classify does.
+            z_tags = model.condition(audio, santa, labels=labels) if labels else z
+            tags = model.generate_from_embeddings(z_tags, [tag] * len(loaded), **gen)
             scores = model.zero_shot(audio, labels) if labels else [None] * len(loaded)
             for (row, _), c, t, s in zip(loaded, captions, tags, scores):
                 row.update(caption=c, tags=tags_text(t), scores=s)

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from mats.config import SANTA_BANKS
 from mats.errors import CheckpointError, MATSError
 from mats.quantize import NO_QUANTIZE_HELP, quantize_flag
 
@@ -125,7 +126,7 @@ def cmd_infer(a) -> int:
                        "output": model.ask(clip, a.question, santa=a.santa, **_gen_kwargs(a))}
             else:
                 labels = [l.strip() for l in a.labels.split(",")] if a.labels else None
-                res = model.classify(clip, labels=labels, santa=a.santa, **_gen_kwargs(a))
+                res = model.classify(clip, labels=labels, santa=a.santa, santa_bank=a.santa_bank, **_gen_kwargs(a))
                 out = {"clip": str(clip), "output": res["text"], "tags": res["tags"]}
                 if res["scores"] is not None:
                     out["scores"] = dict(sorted(res["scores"].items(), key=lambda kv: -kv[1]))
@@ -194,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--model", "-m", default=None, help="checkpoint folder or Hub id (instead of the first word)")
         if name == "classify":
             s.add_argument("--labels", default=None, help='comma-separated labels, e.g. "dog,rain,siren"')
+            s.add_argument("--santa-bank", default="labels", choices=SANTA_BANKS,
+                           help="with --labels, what Santa mixes in: the labels' sentences (default) or the "
+                                "checkpoint's bank captions")
         _gen_args(s)
         s.set_defaults(func=cmd_infer)
 

@@ -57,6 +57,11 @@ class SantaConfig:
     bank_noise_variance: float | None = None
 
 
+# What Santa mixes in when a label set is given (classify): the labels' own sentences (santa.label_mix, the
+# default) or the checkpoint's bank captions.
+SANTA_BANKS = ("labels", "captions")
+
+
 @dataclass
 class GenerationConfig:
     """Paper decoding defaults: beam 4, no_repeat_ngram 2, repetition_penalty 2.0."""

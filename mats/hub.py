@@ -104,7 +104,7 @@ to bridge the modality gap.
 | language model | {_link(str(lm_id))} ({config.train_lm}{', LoRA r=%d alpha=%d dropout=%g' % (config.lora.r, config.lora.alpha, config.lora.dropout) if config.train_lm == 'lora' else ''}) |
 | mapper | {m.kind}, {m.num_layers} layers, width {m.width}, clip length {m.clip_length}, prefix {m.prefix_length} |
 | noise variance | {config.noise_variance} |
-| Santa | bank {s.bank_size}, {s.n_clusters} clusters, top {s.top_k}, tau {s.tau}, default lambda {s.strength} |
+| Santa | bank {s.bank_size}, {s.n_clusters} clusters, top {s.top_k}, tau {s.tau}, default lambda {s.strength}; classify with given labels mixes in the nearest labels' sentences instead |
 | decoding | beams {g.num_beams}, no_repeat_ngram {g.no_repeat_ngram_size}, repetition penalty {g.repetition_penalty}, max {g.max_new_tokens} new tokens |
 
 ## Training data (text only)

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mats.audio import check_signal, load_clip
-from mats.config import MATSConfig
+from mats.config import SANTA_BANKS, MATSConfig
 from mats.encoders import load_encoder
 from mats.errors import CheckpointError, ConfigError, MATSError
 from mats.lm import attach_lora, default_device, default_dtype, load_lm
@@ -30,7 +30,7 @@ from mats.mapper import PrefixMapper
 from mats.paths import portable, resolve_relative
 from mats.prompts import (LABEL_TEMPLATE, PromptFormat, humanise_label, instruction_for, label_prompt, resolve_style,
                           split_tags)
-from mats.santa import Evidence, SantaBank, add_noise
+from mats.santa import Evidence, SantaBank, add_noise, label_mix, label_weights
 
 IGNORE = -100
 
@@ -298,12 +298,19 @@ class MATS(torch.nn.Module):
             raise MATSError(f"Santa strength must be between 0 and 1 (got {lam}); 0 = audio only.")
         return lam
 
-    def condition(self, audio_embeddings: torch.Tensor, santa: float | None = None) -> torch.Tensor:
-        """Santa mixing (or the plain normalised audio embedding when there is no bank or lambda = 0)."""
+    def condition(self, audio_embeddings: torch.Tensor, santa: float | None = None,
+                  labels: Sequence[str] | None = None, template: str = LABEL_TEMPLATE) -> torch.Tensor:
+        """Santa mixing (or the plain normalised audio embedding when there is no bank or lambda = 0).
+
+        ``labels``: mix in the nearest of these labels' sentences instead of bank captions (``santa.label_mix``;
+        what ``classify`` does with a label set). It needs no bank."""
         lam = self.santa_strength(santa)
+        s = self.config.santa  # the one home of top-k and tau (a bank's own are for standalone use)
+        if labels is not None and lam > 0.0:
+            text = self.encoder.embed_text([label_prompt(l, template) for l in _label_list(labels)])
+            return label_mix(audio_embeddings.to(self.device), text, lam, top_k=s.top_k, tau=s.tau)
         if self.santa is None or lam == 0.0:
             return F.normalize(audio_embeddings.float(), dim=-1)
-        s = self.config.santa  # the one home of top-k and tau (a bank's own are for standalone use)
         return self.santa.mix(audio_embeddings, strength=lam, top_k=s.top_k, tau=s.tau).to(self.device)
 
     def _gen_kwargs(self, **overrides) -> dict:
@@ -382,18 +389,21 @@ class MATS(torch.nn.Module):
         return out if many else out[0]
 
     def classify(self, clip, labels: Sequence[str] | None = None, santa: float | None = None,
-                 sr: int | None = None, template: str = LABEL_TEMPLATE, **gen) -> dict:
+                 sr: int | None = None, template: str = LABEL_TEMPLATE, santa_bank: str = "labels", **gen) -> dict:
         """MATS sound tags; with ``labels``, CLAP-style zero-shot scores and the LM's own scores for them too.
 
         ``labels``: a list, or one comma-separated string ("dog, rain, siren").
+        ``santa_bank``: with labels, Santa mixes in the nearest labels' sentences ("labels", the default: better
+        on held-out clips, README "Santa over the labels") or the checkpoint's bank captions ("captions").
         Returns ``{"text": raw generated text, "tags": [tag, ...], "scores": {label: prob} | None,
         "lm_scores": {label: prob} | None}``: ``scores`` come from the encoder alone (zero-shot), ``lm_scores``
         from the MATS LM (``label_log_likelihoods``, softmax over the given labels, Santa as ``santa``).
         """
         _check_template(template)  # before generating: a bad label set or template fails at once
         labels = _label_list(labels) if labels is not None else None
+        bank_labels = _santa_bank_labels(santa_bank, labels)
         audio = self.embed_clips([clip], sr=sr)
-        z = self.condition(audio, santa)
+        z = self.condition(audio, santa, labels=bank_labels, template=template)
         text = self.generate_from_embeddings(z, [instruction_for("classify")], **gen)[0]
         tags = split_tags(text)
         scores = self.zero_shot(audio, labels, template)[0] if labels else None
@@ -462,6 +472,20 @@ class MATS(torch.nn.Module):
         out = self.santa.evidence(audio, strength=lam, top=top, top_k=s.top_k, tau=s.tau)
         return out if many else out[0]
 
+    def explain_labels(self, audio_embeddings: torch.Tensor, labels: Sequence[str], santa: float | None = None,
+                       top: int = 5, template: str = LABEL_TEMPLATE) -> list[dict]:
+        """What classify's Santa over ``labels`` leaned on, per clip: ``{"strength", "labels": [{"text", "weight",
+        "similarity"}, ...]}``, the ``top`` labels by weight (``explain`` is the same for bank captions)."""
+        lam = self.santa_strength(santa)
+        labels = _label_list(labels)
+        text = self.encoder.embed_text([label_prompt(l, template) for l in labels])
+        s = self.config.santa
+        sims, pos, weights = label_weights(audio_embeddings.to(self.device), text, s.top_k, s.tau)
+        return [{"strength": lam, "labels": [{"text": labels[int(j)], "weight": round(float(w), 4),
+                                              "similarity": round(float(v), 4)}
+                                             for v, j, w in list(zip(sims[i], pos[i], weights[i]))[:top]]}
+                for i in range(len(sims))]
+
     def prepare_evidence(self) -> None:
         """Noise-free caption embeddings for the familiarity cue. A clean bank (``santa.bank_noise_variance`` 0, as
         shipped) has them already; a noisy one (the paper's) gets its captions embedded once (5,000 captions: ~25 s on
@@ -511,7 +535,8 @@ class MATS(torch.nn.Module):
 
     # ------------------------------------------------------------------ streaming
     def stream(self, clip, task: str, question: str | None = None, santa: float | None = None,
-               sr: int | None = None, audio_embedding: torch.Tensor | None = None, **gen) -> Iterator[str]:
+               sr: int | None = None, audio_embedding: torch.Tensor | None = None,
+               labels: Sequence[str] | None = None, **gen) -> Iterator[str]:
         """Yield the growing answer text as tokens arrive; the last text yielded is the answer.
 
         With one beam (greedy or sampling) the text only grows. Hugging Face streamers do not support beam
@@ -519,9 +544,10 @@ class MATS(torch.nn.Module):
         be revised, and the finished beam search's answer last: the first words show after one step
         instead of after the whole search.
         ``audio_embedding`` ([1, D] from ``embed_clips``) skips decoding and encoding the clip again.
+        ``labels``: Santa mixes in these labels' sentences, not bank captions (as ``classify`` with a label set).
         """
         audio = audio_embedding if audio_embedding is not None else self.embed_clips([clip], sr=sr)
-        z = self.condition(audio, santa)
+        z = self.condition(audio, santa, labels=labels)
         instruction = instruction_for(task, question)
         beams = self._gen_kwargs(**gen)["num_beams"]
         yield from stream_answer(
@@ -558,6 +584,13 @@ def _label_list(labels) -> list[str]:
     if not labels:
         raise MATSError("no labels given: type a comma-separated list such as 'dog, rain, siren'")
     return labels
+
+
+def _santa_bank_labels(santa_bank: str, labels: list[str] | None) -> list[str] | None:
+    """The labels Santa should mix in (None: the checkpoint's caption bank); a bad choice is a MATSError."""
+    if santa_bank not in SANTA_BANKS:
+        raise MATSError(f"santa_bank must be one of {', '.join(SANTA_BANKS)}, got {santa_bank!r}.")
+    return labels if santa_bank == "labels" else None
 
 
 def _check_template(template) -> None:

@@ -31,6 +31,16 @@ def test_caption_classify_ask_outputs(tiny_ckpt_gpt2, tmp_path, capsys):
     assert main(["classify", str(tiny_ckpt_gpt2), str(clip), "--labels", "dog,rain", "--max-new-tokens", "4"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert set(row["scores"]) == {"dog", "rain"}
+    from mats import MATS
+
+    m = MATS.from_pretrained(tiny_ckpt_gpt2)
+    for bank in ("labels", "captions"):  # the CLI answers as MATS.classify with the same Santa bank
+        assert main(["classify", str(tiny_ckpt_gpt2), str(clip), "--labels", "dog,rain", "--max-new-tokens", "4",
+                     "--beams", "1", "--santa", "1", "--santa-bank", bank]) == 0
+        want = m.classify(str(clip), labels=["dog", "rain"], santa=1.0, santa_bank=bank, max_new_tokens=4, num_beams=1)
+        assert json.loads(capsys.readouterr().out)["output"] == want["text"]
+    with pytest.raises(SystemExit):
+        main(["classify", str(tiny_ckpt_gpt2), str(clip), "--labels", "dog", "--santa-bank", "both"])
     _wav(tmp_path / "b.wav", seconds=2.0)
     out = tmp_path / "out.jsonl"
     assert main(["ask", str(tiny_ckpt_gpt2), "Is it loud?", str(tmp_path), "-o", str(out), "--max-new-tokens", "4"]) == 0

@@ -353,6 +353,25 @@ def test_classify_encodes_the_clip_once_for_tags_and_scores(registry, handlers, 
     assert tags == (", ".join(expected["tags"]) or EMPTY_ANSWER)
 
 
+def test_classify_evidence_shows_the_labels_santa_mixed_in(registry, handlers):
+    """Typed labels: the panel lists those labels with their Santa weights (what MATS.classify mixed in); none
+    typed: the bank captions, as under a caption."""
+    src = registry.usable[0].source
+    model = registry.get(src)
+    text, data = handlers.classify_evidence(DOG, "dog, rain, church bells", src, 0.6)
+    assert data["bank"] == "your labels" and data["strength"] == 0.6
+    assert {c["text"] for c in data["labels"]} <= {"dog", "rain", "church bells"}
+    assert sum(c["weight"] for c in data["labels"]) == pytest.approx(1.0, abs=1e-3)
+    expected = model.explain_labels(model.embed_clips([DOG]), ["dog", "rain", "church bells"], santa=0.6)[0]
+    assert data["labels"] == expected["labels"]
+    assert "your labels' sentences" in text
+    assert all(f"| {c['text']} | {c['weight']:.2f} |" in text for c in data["labels"])
+    plain, plain_data = handlers.classify_evidence(DOG, "  ", src, 0.6)
+    assert "captions" in plain_data and "Nearest caption" in plain
+    with pytest.raises(gr.Error, match="between 0 and 1"):
+        handlers.classify_evidence(DOG, "dog", src, 2)
+
+
 def test_ask_and_its_errors(registry, handlers, tmp_path):
     src = registry.usable[1].source
     sampled = settings(sample=True, temperature=0.7)

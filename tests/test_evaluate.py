@@ -207,11 +207,13 @@ def test_classify_sweep_one_audio_pass_bad_clip_and_values(model, clips, tmp_pat
         assert s["top1"] == pytest.approx(np.mean([p["correct"] for p in rows])) and s["n"] == 4
         assert all(p["predicted"] in labels and p["predicted"] == p["top5"][0] for p in rows)
 
-    # MATS rank: the label the LM scores highest as its whole answer, per clip (same conditioning as above).
+    # MATS rank: the label the LM scores highest as its whole answer, per clip (same conditioning as above:
+    # Santa over the label set, as MATS.classify).
+    assert res["config"]["santa_mixes"] == "labels" and res["models"][0]["results"]["santa_mixes"] == "labels"
     for lam in ("0", "0.5"):
         rows = [p for p in preds if p["method"] == "mats_rank" and p["santa"] == float(lam)
                 and p["model"] == res["models"][0]["name"]]
-        z = model.condition(model.embed_clips([clips / p["clip"] for p in rows]), float(lam))
+        z = model.condition(model.embed_clips([clips / p["clip"] for p in rows]), float(lam), labels=labels)
         best = model.label_log_likelihoods(z, labels).argmax(1).tolist()
         assert [p["output"] for p in rows] == [labels[j] for j in best]
         s = res["models"][0]["results"]["mats_rank"][lam]
@@ -228,6 +230,22 @@ def test_classify_sweep_one_audio_pass_bad_clip_and_values(model, clips, tmp_pat
     for png in ("santa_sweep.png", "per_class_accuracy.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| CLAP zero-shot |" in report and "MATS classify mapping rule" in report
+
+
+def test_classify_santa_bank_choice(model, clips, tmp_path, monkeypatch):
+    """--santa-bank captions conditions on the checkpoint's bank captions; labels (the default) on the label set's
+    sentences; anything else is refused before any work."""
+    meta = write_csv(tmp_path / "labels.csv", [["file", "label"], ["a.wav", "dog"], ["b.wav", "rain"]])
+    seen = []
+    real = model.condition
+    monkeypatch.setattr(model, "condition", lambda emb, lam, **kw: seen.append(kw.get("labels")) or real(emb, lam, **kw))
+    res = evaluate([model], "classify", clips, meta, santa="0.5", gen=GEN, progress=False, rank=False,
+                   santa_bank="captions")
+    assert res["config"]["santa_mixes"] == "captions" and seen == [None]
+    evaluate([model], "classify", clips, meta, santa="0.5", gen=GEN, progress=False, rank=False)
+    assert seen[-1] == ["dog", "rain"]
+    with pytest.raises(ConfigError, match="santa-bank"):
+        evaluate([model], "classify", clips, meta, santa_bank="both")
 
 
 def test_caption_and_qa(model, clips, tmp_path, monkeypatch):

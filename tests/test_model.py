@@ -242,6 +242,32 @@ def test_classify_with_labels_gives_probabilities(tiny_ckpt_gpt2):
         m.zero_shot(m.embed_clips([tiny_clip()]), [" ", ""])
 
 
+def test_classify_santa_mixes_in_the_labels(tiny_ckpt_gpt2, monkeypatch):
+    """With a label set, classify's Santa mixes in the labels' sentences (santa.label_mix), not bank captions,
+    for both the generated tags and lm_scores; santa_bank="captions" keeps the bank; a bad choice is refused."""
+    from mats.prompts import label_prompt
+    from mats.santa import label_mix
+
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    labels = ["dog", "rain", "siren"]
+    audio = m.embed_clips([tiny_clip()])
+    z_labels = m.condition(audio, 0.6, labels=labels)
+    text = m.encoder.embed_text([label_prompt(l) for l in labels])
+    s = m.config.santa
+    torch.testing.assert_close(z_labels, label_mix(audio, text, 0.6, top_k=s.top_k, tau=s.tau))
+    assert not torch.allclose(z_labels, m.condition(audio, 0.6), atol=1e-4)
+    torch.testing.assert_close(m.condition(audio, 0.0, labels=labels), m.condition(audio, 0.0))
+    seen = []
+    real = m.generate_from_embeddings
+    monkeypatch.setattr(m, "generate_from_embeddings", lambda z, *a, **k: seen.append(z) or real(z, *a, **k))
+    m.classify(tiny_clip(), labels=labels, santa=0.6, num_beams=1, max_new_tokens=4)
+    m.classify(tiny_clip(), labels=labels, santa=0.6, santa_bank="captions", num_beams=1, max_new_tokens=4)
+    torch.testing.assert_close(seen[0], z_labels)
+    torch.testing.assert_close(seen[1], m.condition(audio, 0.6))
+    with pytest.raises(MATSError, match="santa_bank"):
+        m.classify(tiny_clip(), labels=labels, santa_bank="words")
+
+
 def test_label_log_likelihoods_equal_full_sequence_scoring(ckpt):
     """The shared-prompt KV cache gives the same numbers as scoring each (prompt, label) sequence on its own,
     with labels of different token lengths, for a batch of clips."""

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mats.errors import CheckpointError
-from mats.santa import SantaBank, add_noise, kmeans
+from mats.santa import SantaBank, add_noise, kmeans, label_mix
 
 
 def _bank(n=200, d=16, k=5, top_k=4, tau=10.0, seed=0):
@@ -143,3 +143,22 @@ def test_santa_settings_come_from_the_checkpoint_config(tiny_ckpt_gpt2, tmp_path
     (folder / "config.json").write_text(json.dumps(cfg))
     edited = MATS.from_pretrained(folder, device="cpu")
     torch.testing.assert_close(edited.condition(audio, 1.0), after)
+
+
+def test_label_mix_searches_the_whole_label_set():
+    """Santa over a label set: the top-k labels by similarity, softmax(tau * sim) weights, then the same blend as
+    a caption bank; lambda 0 is the audio, lambda 1 with k = 1 the nearest label's own sentence."""
+    g = torch.Generator().manual_seed(4)
+    labels = F.normalize(torch.randn(6, 16, generator=g), dim=-1)
+    audio = F.normalize(labels[[2, 5]] + 0.3 * torch.randn(2, 16, generator=g), dim=-1)
+    assert torch.allclose(label_mix(audio, labels, 0.0), audio)
+    assert torch.allclose(label_mix(audio, labels, 1.0, top_k=1), labels[[2, 5]], atol=1e-6)
+    sims = audio @ labels.T
+    top, idx = sims.topk(3, dim=1)
+    w = torch.softmax(7.0 * top, dim=1)
+    text = torch.einsum("bk,bkd->bd", w, labels[idx])
+    expected = F.normalize(0.4 * audio + 0.6 * text, dim=-1)
+    assert torch.allclose(label_mix(audio, labels, 0.6, top_k=3, tau=7.0), expected, atol=1e-6)
+    # top_k larger than the label set: every label counts (no error, no padding)
+    every = torch.softmax(7.0 * sims, dim=1) @ labels
+    assert torch.allclose(label_mix(audio, labels, 1.0, top_k=32, tau=7.0), F.normalize(every, dim=-1), atol=1e-6)

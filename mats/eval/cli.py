@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mats.config import SANTA_BANKS
 from mats.eval.clips import TASKS
 from mats.eval.report import summary_table
 from mats.eval.run import DEFAULT_TEMPLATE, evaluate
@@ -33,6 +34,9 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--no-quantize", action="store_true", help=NO_QUANTIZE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--santa-bank", default="labels", choices=SANTA_BANKS,
+                   help="classify: what Santa mixes in, the label set's sentences (default, as MATS.classify) or the "
+                        "checkpoint's bank captions")
     p.add_argument("--no-rank", action="store_true",
                    help="classify: skip 'MATS rank' (the LM scoring every label as its answer; costs one LM pass "
                         "over all labels per clip)")
@@ -49,7 +53,7 @@ def eval_from_cli(args) -> int:
         limit=args.limit, batch_size=args.batch_size, template=args.template, device=args.device,
         gen={"num_beams": args.beams, "max_new_tokens": args.max_new_tokens},
         progress=not getattr(args, "no_progress", False), rank=not getattr(args, "no_rank", False),
-        quantize=quantize_flag(args),
+        quantize=quantize_flag(args), santa_bank=getattr(args, "santa_bank", "labels"),
     )
     print("\n".join(summary_table(results)))
     if results["mapping_rule"]:

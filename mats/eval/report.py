@@ -91,6 +91,9 @@ def _report(results: dict, plots: dict[str, str]) -> str:
     if task == "classify":
         L += ["Zero-shot: the encoder alone, prompt template "
               f"`{results['config']['template']}`, labels ranked by cosine similarity to the clip.",
+              "", "MATS λ > 0: Santa mixes in "
+              + ("the label set's own sentences (as `MATS.classify` does)."
+                 if results["config"].get("santa_mixes", "labels") == "labels" else "the checkpoint's bank captions."),
               "", f"MATS classify mapping rule: {results['mapping_rule']}", ""]
         L += [f"Label set ({len(d['labels'])}): {', '.join(d['labels'])}", ""]
         for m in results["models"]:

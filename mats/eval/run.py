@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mats.config import SANTA_BANKS
 from mats.errors import ConfigError
 from mats.eval.clips import EvalData, _bar, _embed, _encoder_key, load_eval_data
 from mats.eval.report import _lam_key, _versions, write_outputs
@@ -101,7 +102,7 @@ def _class_scores(ranked: np.ndarray, targets: np.ndarray, labels: list[str]) ->
     }
 
 
-def _run_classify(ctx: RunContext, template: str, rank: bool = False) -> dict:
+def _run_classify(ctx: RunContext, template: str, rank: bool = False, santa_bank: str = "labels") -> dict:
     from mats.prompts import instruction_for
 
     model, name, emb, timings, preds = ctx.model, ctx.name, ctx.emb, ctx.timings, ctx.predictions
@@ -110,7 +111,7 @@ def _run_classify(ctx: RunContext, template: str, rank: bool = False) -> dict:
     row, items = ctx.index()
     targets = np.array([label_index[it.reference] for it in items], dtype=np.int64)
     rows = [row[it.clip] for it in items]
-    result: dict = {"labels": labels, "template": template}
+    result: dict = {"labels": labels, "template": template, "santa_mixes": santa_bank}
 
     # CLAP zero-shot: the encoder alone, independent of lambda.
     t0 = time.perf_counter()
@@ -130,7 +131,8 @@ def _run_classify(ctx: RunContext, template: str, rank: bool = False) -> dict:
         result["mats_rank"], timings["rank_s"] = {}, {}
     for lam in ctx.lambdas:
         t0 = time.perf_counter()
-        z = model.condition(emb, lam)
+        # As MATS.classify with a label set: Santa mixes in the labels' sentences (or the bank's captions).
+        z = model.condition(emb, lam, labels=labels if santa_bank == "labels" else None, template=template)
         texts = ctx.generate(z, [instruction] * len(ctx.keys), "classify", lam)
         timings["generate_s"][_lam_key(lam)] = time.perf_counter() - t0
         ranked = map_to_labels(model.encoder, texts, labels, template)[rows]
@@ -233,14 +235,15 @@ def _model_name(model, i: int, taken: set[str]) -> str:
 def evaluate(models: Sequence, task: str, clips_dir, meta, santa=None, labels: Sequence[str] | None = None,
              out=None, limit: int | None = None, batch_size: int = 8, gen: dict | None = None,
              template: str = DEFAULT_TEMPLATE, device=None, progress: bool = True, rank: bool = True,
-             quantize: str | bool = "auto") -> dict:
+             quantize: str | bool = "auto", santa_bank: str = "labels") -> dict:
     """Evaluate checkpoints (folder paths, Hub ids or loaded ``MATS`` objects) on one task; returns the results
     dict (the content of results.json). ``santa``: list of lambdas (default: each checkpoint's own).
     ``out``: folder for results.json, predictions.jsonl, report.md and plots (None: write nothing).
     ``gen``: generation overrides such as ``{"num_beams": 4, "max_new_tokens": 30}``.
     ``rank`` (classify): also let the LM rank the labels itself (``MATS.label_log_likelihoods``), reported as
     ``mats_rank`` next to the generate-and-map ``mats``. ``quantize``: as ``MATS.from_pretrained`` (fp16 packed
-    LM weights on a CPU by default)."""
+    LM weights on a CPU by default). ``santa_bank`` (classify): what Santa mixes in, the label set's sentences
+    ("labels", as ``MATS.classify`` does) or the checkpoint's bank captions ("captions")."""
     task = eval_task(task)
     if isinstance(models, (str, Path)) or not isinstance(models, Sequence):
         models = [models]
@@ -250,6 +253,8 @@ def evaluate(models: Sequence, task: str, clips_dir, meta, santa=None, labels: S
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     if task == "hearing":
         raise ConfigError("the hearing checks run through mats.hearing.evaluate_hearing (or `mats eval --task hearing`)")
+    if santa_bank not in SANTA_BANKS:
+        raise ConfigError(f"--santa-bank must be one of {', '.join(SANTA_BANKS)}, got {santa_bank!r}")
     if task == "classify" and "{label}" not in template:
         raise ConfigError(f"--template must contain '{{label}}', got {template!r}")
     lambdas_arg = _parse_santa(santa)
@@ -297,7 +302,7 @@ def evaluate(models: Sequence, task: str, clips_dir, meta, santa=None, labels: S
         else:
             ctx = RunContext(model, name, data, keys, emb, lambdas, batch_size, gen, progress, timings, predictions)
             if task == "classify":
-                entry["results"] = _run_classify(ctx, template, rank=rank)
+                entry["results"] = _run_classify(ctx, template, rank=rank, santa_bank=santa_bank)
             elif task == "caption":
                 entry["results"] = _run_caption(ctx)
             else:
@@ -316,7 +321,8 @@ def evaluate(models: Sequence, task: str, clips_dir, meta, santa=None, labels: S
         "config": {
             "models": [str(m) if isinstance(m, (str, Path)) else r["name"] for m, r in zip(models, model_results)],
             "clips_dir": str(clips_dir), "meta": str(meta), "santa": lambdas_arg, "labels": list(labels) if labels else None,
-            "template": template if task == "classify" else None, "limit": limit, "batch_size": batch_size,
+            "template": template if task == "classify" else None,
+            "santa_mixes": santa_bank if task == "classify" else None, "limit": limit, "batch_size": batch_size,
             "gen": gen, "device": str(device) if device is not None else None, "quantize": quantize,
         },
         "versions": _versions(),
