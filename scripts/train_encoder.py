@@ -619,6 +619,13 @@ Choice of capacity, on the validation split (score = mean of the five checks):
   on the validation fold) it did not beat the plain ensemble (0.375-0.390 vs 0.400). Not shipped.
 - Seed ensembles (`--ensemble N`, shipped with N = 3): single seeds 0.677 / 0.683 / 0.689 / 0.671 on validation, the
   first three averaged 0.694, all four 0.689.
+- Members of different recipes averaged (validation): two or three shipped-recipe seeds plus one or two fit with rich x4
+  augmentation and one-domain batches (single: 0.672 / 0.674, ESC-50 0.432 / 0.443, UrbanSound8K 0.711 / 0.711):
+  0.6955 / 0.6953 / 0.6906 / 0.6907 (2+1, 3+1, 3+2, 2+2) against 0.6937 for three shipped-recipe seeds; UrbanSound8K
+  +3 to +7 clips, ESC-50 -2 to -4 clips. Within noise; not shipped.
+- aisfx's own classification heads (nine sound-effects libraries, 378 classes) run on the window's max vector, their
+  logits, log-probabilities or last hidden layer appended to the statistics (one seed, validation): 0.671 / 0.676 /
+  0.674 against 0.678 without. The heads add nothing the MLP does not already read from the max vector.
 
 ## Credits and licences
 

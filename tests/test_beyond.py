@@ -184,6 +184,9 @@ def test_batch_rows_per_file_with_errors_and_zip_safety(model, tmp_path):
     good = [r for r in rows if not r["error"]]
     assert [r["file"] for r in good] == ["dog.flac", "clips.zip/a/dog.flac"]
     assert good[0]["caption"] == good[1]["caption"] and set(good[0]["scores"]) == {"dog", "rain"}
+    # Tags for a label set: as MATS.classify (Santa over the labels); captions: the caption bank.
+    want = model.classify(DOG, labels=["dog", "rain"], **GREEDY)
+    assert good[0]["tags"] == ", ".join(want["tags"]) and good[0]["caption"] == model.caption(DOG, **GREEDY)
     assert "silent" in next(r for r in rows if r["file"] == "silent.wav")["error"]
 
 
