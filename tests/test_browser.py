@@ -156,6 +156,9 @@ def test_page_end_to_end(app_url, tmp_path):
             expect(page.locator("#classify-status")).to_contain_text("full answer", timeout=60000)
             expect(page.locator("#classify-scores")).to_contain_text("church bells")
             assert page.locator("#classify-out textarea").input_value().strip()
+            # Under the tags: the typed labels Santa mixed in, with their weights (not bank captions).
+            expect(page.locator("#classify-evidence")).to_contain_text("your labels", timeout=60000)
+            expect(page.locator("#classify-evidence table")).to_be_visible()
 
             page.get_by_role("tab", name="Ask").click()
             page.locator("#question textarea").fill("What is making the sound?")
