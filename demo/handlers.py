@@ -389,15 +389,19 @@ class Handlers:
 
 
     # -- Santa evidence --------------------------------------------------------------------------------
-    @friendly_call
-    def evidence(self, audio, model, santa, request: gr.Request = None):
-        """What Santa leaned on for this clip: (Markdown for the page, the same as a dict for the API)."""
+    def _evidence_for(self, audio, model, santa, request) -> tuple[float, object]:
+        """(λ, loaded model) for an evidence panel, after checking the strength and that there is a clip."""
         lam = _number("Santa strength", santa)
         if not 0.0 <= lam <= 1.0:
             raise MATSError(f"Santa strength must be between 0 and 1, got {lam}.")
         if audio is None:
             raise AudioError(NO_CLIP)
-        m, _ = self._load(model, request)
+        return lam, self._load(model, request)[0]
+
+    @friendly_call
+    def evidence(self, audio, model, santa, request: gr.Request = None):
+        """What Santa leaned on for this clip: (Markdown for the page, the same as a dict for the API)."""
+        lam, m = self._evidence_for(audio, model, santa, request)
         if m.santa is None:
             note = ("This checkpoint has no Santa memory bank, so the answer used the clip alone. Upload your own "
                     "captions under 'Your caption bank' to give it one.")
@@ -414,12 +418,7 @@ class Handlers:
         wanted = parse_labels(labels)
         if not wanted:
             return self.evidence(audio, model, santa, request)
-        lam = _number("Santa strength", santa)
-        if not 0.0 <= lam <= 1.0:
-            raise MATSError(f"Santa strength must be between 0 and 1, got {lam}.")
-        if audio is None:
-            raise AudioError(NO_CLIP)
-        m, _ = self._load(model, request)
+        lam, m = self._evidence_for(audio, model, santa, request)
         data = {**m.explain_labels(self._embedding(audio, m), wanted, santa=lam)[0], "bank": "your labels"}
         return label_evidence_markdown(data), data
 
