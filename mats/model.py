@@ -307,8 +307,8 @@ class MATS(torch.nn.Module):
         lam = self.santa_strength(santa)
         s = self.config.santa  # the one home of top-k and tau (a bank's own are for standalone use)
         if labels is not None and lam > 0.0:
-            text = self.encoder.embed_text([label_prompt(l, template) for l in _label_list(labels)])
-            return label_mix(audio_embeddings.to(self.device), text, lam, top_k=s.top_k, tau=s.tau)
+            return label_mix(audio_embeddings.to(self.device), self.label_embeddings(labels, template), lam,
+                             top_k=s.top_k, tau=s.tau)
         if self.santa is None or lam == 0.0:
             return F.normalize(audio_embeddings.float(), dim=-1)
         return self.santa.mix(audio_embeddings, strength=lam, top_k=s.top_k, tau=s.tau).to(self.device)
@@ -445,12 +445,17 @@ class MATS(torch.nn.Module):
         tok = torch.log_softmax(logits, dim=-1).gather(-1, ids.repeat(B, 1).unsqueeze(-1)).squeeze(-1)
         return (tok * valid.repeat(B, 1)).sum(-1).view(B, L).cpu()
 
+    def label_embeddings(self, labels: Sequence[str], template: str = LABEL_TEMPLATE) -> torch.Tensor:
+        """[L, D] text embeddings of the labels' sentences ("the sound of {label}"): what zero-shot scores against
+        and what Santa over the labels mixes in."""
+        return self.encoder.embed_text([label_prompt(l, template) for l in _label_list(labels)])
+
     @torch.inference_mode()
     def zero_shot(self, audio_embeddings: torch.Tensor, labels: Sequence[str],
                   template: str = LABEL_TEMPLATE) -> list[dict[str, float]]:
         _check_template(template)
         labels = _label_list(labels)
-        text = self.encoder.embed_text([label_prompt(l, template) for l in labels]).to(audio_embeddings.device)
+        text = self.label_embeddings(labels, template).to(audio_embeddings.device)
         scale = getattr(self.encoder, "logit_scale", 100.0)
         probs = torch.softmax(scale * F.normalize(audio_embeddings.float(), dim=-1) @ text.T, dim=-1)
         return [dict(zip(labels, map(float, row))) for row in probs]
@@ -478,9 +483,9 @@ class MATS(torch.nn.Module):
         "similarity"}, ...]}``, the ``top`` labels by weight (``explain`` is the same for bank captions)."""
         lam = self.santa_strength(santa)
         labels = _label_list(labels)
-        text = self.encoder.embed_text([label_prompt(l, template) for l in labels])
         s = self.config.santa
-        sims, pos, weights = label_weights(audio_embeddings.to(self.device), text, s.top_k, s.tau)
+        sims, pos, weights = label_weights(audio_embeddings.to(self.device), self.label_embeddings(labels, template),
+                                           s.top_k, s.tau)
         return [{"strength": lam, "labels": [{"text": labels[int(j)], "weight": round(float(w), 4),
                                               "similarity": round(float(v), 4)}
                                              for v, j, w in list(zip(sims[i], pos[i], weights[i]))[:top]]}
