@@ -33,6 +33,7 @@ from mats.prompts import (LABEL_TEMPLATE, PromptFormat, humanise_label, instruct
 from mats.santa import Evidence, SantaBank, add_noise, label_mix, label_weights
 
 IGNORE = -100
+LABEL_CACHE_SIZE = 8  # label sets whose sentence embeddings a model remembers (label_embeddings)
 
 
 @dataclass
@@ -76,6 +77,9 @@ class MATS(torch.nn.Module):
         self.source: str | None = None  # folder or Hub id it was loaded from
         self.base_dir: Path | None = None  # the folder the config's ./ and ../ paths are relative to
         self.quantized: str | None = None  # "fp16" when from_pretrained packed the LM's weights for the CPU
+        # The last few label sets' sentence embeddings: one classify embeds its labels for zero-shot, for Santa and
+        # for the demo's evidence, and an evaluation once per lambda. Keyed by the encoder too (views share this).
+        self._label_cache: dict[tuple, tuple] = {}
 
     # ------------------------------------------------------------------ construction
     @property
@@ -447,8 +451,17 @@ class MATS(torch.nn.Module):
 
     def label_embeddings(self, labels: Sequence[str], template: str = LABEL_TEMPLATE) -> torch.Tensor:
         """[L, D] text embeddings of the labels' sentences ("the sound of {label}"): what zero-shot scores against
-        and what Santa over the labels mixes in."""
-        return self.encoder.embed_text([label_prompt(l, template) for l in _label_list(labels)])
+        and what Santa over the labels mixes in. The last LABEL_CACHE_SIZE label sets are remembered."""
+        labels = _label_list(labels)
+        key = (id(self.encoder), template, tuple(labels))
+        hit = self._label_cache.get(key)
+        if hit is not None and hit[0] is self.encoder:  # the same encoder, not a new one at a reused id
+            return hit[1]
+        emb = self.encoder.embed_text([label_prompt(l, template) for l in labels])
+        while len(self._label_cache) >= LABEL_CACHE_SIZE:
+            self._label_cache.pop(next(iter(self._label_cache)), None)
+        self._label_cache[key] = (self.encoder, emb)
+        return emb
 
     @torch.inference_mode()
     def zero_shot(self, audio_embeddings: torch.Tensor, labels: Sequence[str],

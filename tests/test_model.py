@@ -268,6 +268,28 @@ def test_classify_santa_mixes_in_the_labels(tiny_ckpt_gpt2, monkeypatch):
         m.classify(tiny_clip(), labels=labels, santa_bank="words")
 
 
+def test_label_embeddings_are_embedded_once_per_label_set_and_encoder(tiny_ckpt_gpt2, monkeypatch):
+    """One classify with labels needs their sentences for Santa and for zero-shot: embedded once. A view with
+    another encoder (with_encoder) gets its own embeddings, not the cached ones."""
+    import copy
+
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    twin = copy.deepcopy(m.encoder)  # the same text tower in another object, as a reloaded validation encoder
+    calls = []
+    real = m.encoder.embed_text
+    monkeypatch.setattr(m.encoder, "embed_text", lambda texts, **kw: calls.append(list(texts)) or real(texts, **kw))
+    m.classify(tiny_clip(), labels=["dog", "rain"], santa=0.6, num_beams=1, max_new_tokens=2)
+    assert calls == [["the sound of dog", "the sound of rain"]]
+    first = m.label_embeddings(["dog", "rain"])
+    other = m.with_encoder(twin)
+    twin_calls = []
+    monkeypatch.setattr(twin, "embed_text", lambda texts, **kw: twin_calls.append(list(texts)) or real(texts, **kw))
+    other.label_embeddings(["dog", "rain"])
+    label_calls = lambda seen: [t for t in seen if t[0].startswith("the sound of")]  # with_encoder probes too
+    assert len(label_calls(twin_calls)) == 1  # its own encoder embeds them; m's cached ones are not reused
+    assert m.label_embeddings(["dog", "rain"]) is first and len(label_calls(calls)) == 1
+
+
 def test_label_log_likelihoods_equal_full_sequence_scoring(ckpt):
     """The shared-prompt KV cache gives the same numbers as scoring each (prompt, label) sequence on its own,
     with labels of different token lengths, for a batch of clips."""
