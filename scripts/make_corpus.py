@@ -164,7 +164,6 @@ FAMILY_WORDS = {"piano": "piano", "mallets": "mallet percussion", "organ": "orga
 EVAL_FAMILIES = ("piano", "guitar", "bass", "strings", "brass", "woodwind", "organ", "synth", "choir", "drums")
 
 # Short phrases for real clips in mixtures (their own sentence tables live in train_encoder.py).
-REAL_SPLIT_OF_FOLD = {0: "test", 1: "val", 2: "train"}
 
 
 def article(word: str) -> str:
@@ -750,12 +749,14 @@ def real_clips(data: Path | None) -> list[tuple[str, str, str, str]]:
     if data is None or not (data / "clips" / "esc50" / "labels.csv").is_file():
         return []
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_encoder import ESC50_SENTENCES, US8K_SENTENCES, real_folds
+    # One home for the fold -> split map: a scene's real clips come from the fold of its own split, which is what
+    # lets train_encoder.py --test-fold rotate whole scenes with their recordings.
+    from train_encoder import ESC50_SENTENCES, REAL_SPLIT, US8K_SENTENCES, real_folds
 
     out = []
     for dataset, file, label, fold in real_folds(data):
         table = ESC50_SENTENCES if dataset == "esc50" else US8K_SENTENCES
-        out.append((REAL_SPLIT_OF_FOLD[fold], str(data / "clips" / dataset / file), table[label][0], label))
+        out.append((REAL_SPLIT[fold], str(data / "clips" / dataset / file), table[label][0], label))
     return out
 
 

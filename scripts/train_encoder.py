@@ -189,6 +189,16 @@ class Clip:
 
 
 REAL_SPLIT = {0: "test", 1: "val", 2: "train"}  # recording-grouped folds (fold 0 is the held-out split.json)
+FOLD_OF_SPLIT = {s: f for f, s in REAL_SPLIT.items()}
+
+
+def rotated_split(split: str, test_fold: int) -> str:
+    """The split a clip of ``split`` (as the shipped encoder sees it) belongs to when ``test_fold`` is held out.
+
+    The corpus's splits rotate with the real folds: its scenes mix in real clips of the fold of the same split
+    (make_corpus.py), so a scene moves with its recordings, and the corpus's held-out voices, languages and GM
+    programs stay on one side. ``test_fold`` 0 is the identity (the shipped split)."""
+    return REAL_SPLIT[(FOLD_OF_SPLIT[split] - test_fold) % len(REAL_SPLIT)]
 
 
 def real_clips(data: Path, window_samples: int, sample_rate: int, label_template: bool = False) -> list[Clip]:
@@ -205,6 +215,54 @@ def real_clips(data: Path, window_samples: int, sample_rate: int, label_template
         out.append(Clip(f"{dataset}/{file}", REAL_SPLIT[fold], concept, texts,
                         {"coarse": coarse, "family": "", "sources": label, "dataset": dataset, "label": label}, wave))
     return out
+
+
+def training_captions(data: Path) -> list[str]:
+    """AudioCaps train and Clotho development captions (the MATS LMs' own training text), unique, in file order."""
+    rows: list[str] = []
+    with (data / "captions" / "audiocaps_v1" / "train.csv").open(newline="") as fh:
+        rows += [r["caption"] for r in csv.DictReader(fh)]
+    with (data / "captions" / "clotho_v2" / "clotho_captions_development.csv").open(newline="") as fh:
+        rows += [r[f"caption_{i}"] for r in csv.DictReader(fh) for i in range(1, 6)]
+    return list(dict.fromkeys(t.strip() for t in rows if t and t.strip()))
+
+
+def add_caption_neighbours(clips: list[Clip], enc: OfflineEncoder, data: Path, n: int, cache_dir: Path | None,
+                           t0: float) -> int:
+    """Give every real class the ``n`` training captions nearest its hand-written sentences in the locked text space.
+
+    Why: 6 sentences per class is a narrow target; natural captions of the same sound ("a dog barks repeatedly
+    in the distance") widen it with the wording the MATS LMs were trained on. Nearest to the mean of the class's
+    sentences (normalised), each caption given to one class at most (the nearest). Returns the captions added."""
+    pool = training_captions(data)
+    cpath = cache_dir / f"captions-{hashlib.sha256(json.dumps(pool).encode()).hexdigest()[:16]}.safetensors" \
+        if cache_dir else None
+    if cpath is not None and cpath.is_file():
+        from safetensors.torch import load_file
+
+        emb = load_file(str(cpath))["emb"].float()
+    else:
+        emb = enc.embed_text(pool)
+        if cpath is not None:
+            from safetensors.torch import save_file
+
+            cpath.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"emb": emb.half().contiguous()}, str(cpath))
+    labels = sorted({c.row["label"] for c in clips if c.row["dataset"] != "corpus"})
+    tables = {**US8K_SENTENCES, **ESC50_SENTENCES}
+    centres = torch.nn.functional.normalize(torch.stack([enc.embed_text(tables[l]).mean(0) for l in labels]), dim=-1)
+    sims = emb @ centres.T  # [captions, classes]
+    own = sims.argmax(1)  # each caption goes to its nearest class only
+    extra = {}
+    for j, label in enumerate(labels):
+        s = torch.where(own == j, sims[:, j], torch.tensor(-2.0))
+        extra[label] = [pool[i] for i in s.topk(n).indices.tolist() if s[i] > -2]
+    for c in clips:
+        if c.row["dataset"] != "corpus":
+            c.captions = c.captions + extra[c.row["label"]]
+    log(f"caption neighbours: {n} per class from {len(pool)} training captions, e.g. "
+        + "; ".join(f"{l}: {extra[l][:2]}" for l in labels[:3]), t0)
+    return sum(len(v) for v in extra.values())
 
 
 def corpus_clips(corpus: Path, window_samples: int, sample_rate: int, limit: int | None = None) -> list[Clip]:
@@ -516,6 +574,25 @@ def ensemble_note(st: dict) -> str:
             f" and averaged, stored as one MLP {n} times as wide (same output, one forward pass).")
 
 
+def cross_validation_section(cv: dict | None) -> str:
+    """The card's cross-validation table (scripts/cross_validate_encoder.py), or nothing before it has run."""
+    if not cv:
+        return ""
+    names = {"coarse": "coarse", "family": "family", "zero_shot_esc50": "ESC-50", "zero_shot_us8k": "UrbanSound8K",
+             "mixture_source_top5": "mixtures"}
+    keys = [k for k in SELECT_KEYS if k in cv["pooled"]]
+    rows = "\n".join(f"| fold {i}{' (the test above)' if i == 0 else ''} | " + " | ".join(str(f.get(k)) for k in keys)
+                     + " |" for i, f in enumerate(cv["folds"]))
+    return f"""
+Cross-validated ({cv['note']}):
+
+| | {' | '.join(names[k] for k in keys)} |
+|---|{'---|' * len(keys)}
+{rows}
+| **pooled** | {' | '.join(f"**{cv['pooled'][k]}**" for k in keys)} |
+"""
+
+
 def write_model_card(out: Path, results: dict) -> None:
     t, cfg, st = results["test"], results["chosen"], results["settings"]
     rows = "\n".join(
@@ -579,7 +656,7 @@ Freesound recordings (split.json). Checks as in `mats.hearing`.
 | ESC-50 zero-shot (50 labels) | {t.get('zero_shot_esc50')} ({t.get('esc50_clips')} clips) |
 | UrbanSound8K zero-shot (10 labels) | {t.get('zero_shot_us8k')} ({t.get('us8k_clips')} clips) |
 | mixtures: each source in the top 5 | {t.get('mixture_source_top5')} ({t.get('mixture_sources')} sources) |
-
+{cross_validation_section(results.get("cross_validation"))}
 Choice of capacity, on the validation split (score = mean of the five checks):
 
 | pool | projection | data | score | {' | '.join(SELECT_KEYS)} |
@@ -694,6 +771,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="repeat real clips (and their copies) this many times per epoch: 830 real clips among ~5k")
     ap.add_argument("--label-template", action="store_true",
                     help="also train real clips on the evaluation prompt 'the sound of {label}' (the old recipe)")
+    ap.add_argument("--caption-neighbours", type=int, default=0,
+                    help="also train each real class on the N AudioCaps / Clotho training captions nearest its "
+                         "hand-written sentences in the locked text space")
     ap.add_argument("--candidates", default=None, help="only these of CANDIDATES, e.g. 'stats:1024,window:0'")
     ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -706,6 +786,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="what the saved weights are fit on: train+val (shipped) or train only, a *validation "
                          "encoder* that never saw the val fold, for choosing MATS settings such as Santa's lambda "
                          "on audio the encoder has not met (the shipped encoder has met the val fold)")
+    ap.add_argument("--test-fold", type=int, default=0, choices=sorted(REAL_SPLIT),
+                    help="cross-validation: hold out this real fold as test (the next one is val, the other train), "
+                         "with the corpus split whose scenes use its recordings; 0 is the shipped split. "
+                         "scripts/cross_validate_encoder.py runs folds 1 and 2 and averages")
+    ap.add_argument("--results-json", type=Path, default=None,
+                    help="also write the results here (works with --no-save)")
     a = ap.parse_args(argv)
     if a.ensemble < 1:
         ap.error(f"--ensemble must be 1 or more, got {a.ensemble}")
@@ -719,6 +805,8 @@ def gather_clips(args, enc: OfflineEncoder, t0: float) -> tuple[list[Clip], dict
     clips = real_clips(args.data, enc.window_samples, enc.sample_rate, args.label_template)
     if args.corpus:
         clips += corpus_clips(args.corpus, enc.window_samples, enc.sample_rate, args.corpus_limit)
+    for c in clips:  # --test-fold: cross-validation rotates every split (before copies are drawn within a split)
+        c.split = rotated_split(c.split, args.test_fold)
     # Augmented copies of real training clips (mixing partners from the same split, another concept).
     n_real = sum(c.row["dataset"] != "corpus" for c in clips)
     for v in range(1, args.augment + 1):
@@ -810,9 +898,10 @@ def save_encoder(args, enc: OfflineEncoder, clips: list[Clip], sample_waves: dic
         (args.out / name).write_text(json.dumps({"holdout_fold": fold, "note": note, **{
             ds: [c.key.split("/", 1)[1] for c in real if c.row["dataset"] == ds] for ds in ("esc50", "us8k")}}, indent=1))
 
-    write_fold("split.json", "test", 0, "real clips the shipped weights never saw (grouped by recording)")
+    write_fold("split.json", "test", args.test_fold, "real clips these weights never saw (grouped by recording)")
     if args.fit_on == "train":  # a validation encoder: the val fold is unseen too, and MATS settings are chosen on it
-        write_fold("split-val.json", "val", 1, "validation fold: real clips this validation encoder never saw")
+        write_fold("split-val.json", "val", (args.test_fold + 1) % len(REAL_SPLIT),
+                   "validation fold: real clips this validation encoder never saw")
     enc.save_pretrained(args.out, dtype=torch.float16)
     reloaded = OfflineEncoder.from_pretrained(args.out)
     waves = np.stack(list(sample_waves.values()))
@@ -841,6 +930,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in clips:
         c.wave = None  # 7 k windows of 5 s are 6 GB as float32; the features are all we need now
 
+    if args.caption_neighbours:
+        add_caption_neighbours(clips, enc, args.data, args.caption_neighbours, args.cache_dir, t0)
     # Every caption embedded once by the locked text tower.
     texts = sorted({t for c in clips for t in c.captions})
     text = enc.embed_text(texts)
@@ -876,6 +967,7 @@ def main(argv: list[str] | None = None) -> int:
         "selection_on_val": selection,
         "chosen": cfg,
         "fit_on": args.fit_on,
+        "test_fold": args.test_fold,
         "split": ("train / val / test. Synthesized corpus: whole espeak voices, languages, GM programs and drum kits, "
                   "and seeds per split (scripts/make_corpus.py). Real clips: recording-grouped ESC-50/UrbanSound8K "
                   "folds, fold 2 train, fold 1 val, fold 0 test (split.json; never seen by the shipped weights). "
@@ -886,6 +978,9 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "torch": torch.__version__,
     }
+    if args.results_json:
+        args.results_json.parent.mkdir(parents=True, exist_ok=True)
+        args.results_json.write_text(json.dumps(results, indent=2) + "\n")
     if args.no_save:
         log(f"total {time.time() - t0:.1f}s (no model saved: --no-save)", t0)
         return 0

@@ -211,3 +211,37 @@ def test_the_align_term_pulls_audio_onto_its_captions():
             a = torch.nn.functional.normalize(proj(x), dim=-1)
         cos[w] = float((a * text[[c[0] for c in cap_ids]]).sum(-1).mean())
     assert cos[2.0] > cos[0.0] + 0.1, cos
+
+
+def test_cross_validation_rotates_every_split_with_its_real_fold():
+    # --test-fold r: fold r is test, the next val, the other train; corpus splits move with the real fold their
+    # scenes draw from (a scene of the corpus's "val" split holds fold-1 recordings), so nothing crosses sides.
+    for r in te.REAL_SPLIT:
+        new = {s: te.rotated_split(s, r) for s in ("train", "val", "test")}
+        assert sorted(new.values()) == ["test", "train", "val"]  # a permutation: every split keeps one role
+        assert new[te.REAL_SPLIT[r]] == "test" and new[te.REAL_SPLIT[(r + 1) % 3]] == "val"
+    assert all(te.rotated_split(s, 0) == s for s in ("train", "val", "test"))  # fold 0 is the shipped split
+    with pytest.raises(SystemExit):
+        te.parse_args(["--data", "unused", "--test-fold", "3"])
+
+
+def test_cross_validation_pools_correct_over_clips_and_refits_the_stored_recipe(tmp_path):
+    cv = load_script("cross_validate_encoder")
+    folds = [{"zero_shot_esc50": 0.5, "esc50_clips": 10, "coarse": 0.9, "family": 0.7, "family_clips": 0},
+             {"zero_shot_esc50": 0.8, "esc50_clips": 30, "coarse": 0.6},
+             {"zero_shot_esc50": 0.0, "esc50_clips": 10, "coarse": 0.9}]
+    pooled = cv.pool_folds(folds)
+    assert pooled["zero_shot_esc50"] == pytest.approx((5 + 24 + 0) / 50) and pooled["esc50_clips"] == 50
+    assert pooled["coarse"] == pytest.approx(0.8)  # no clip count: the mean of the folds
+    assert pooled["family"] == 0.7 and "zero_shot_us8k" not in pooled  # only folds that have the check
+    # the refit repeats the stored settings (not train_encoder's defaults) on the rotated folds
+    stored = te.parse_args(["--data", "d", "--epochs", "7", "--lr", "0.01", "--ensemble", "2", "--real-weight", "5"])
+    results = {"settings": {k: (str(v) if hasattr(v, "parts") else v) for k, v in vars(stored).items()},
+               "chosen": {"pool": "window", "proj_hidden": 0}}
+    ns = type("A", (), {"data": "d", "corpus": "c", "cache_dir": None, "threads": 1})()
+    again = te.parse_args(cv.refit_argv(results, ns, 2, tmp_path / "f2.json"))
+    assert (again.test_fold, again.no_save, again.pool, again.proj_hidden) == (2, True, "window", 0)
+    assert (again.epochs, again.lr, again.ensemble, again.real_weight) == (7, 0.01, 2, 5)
+    # and the model card shows the pooled figures
+    section = te.cross_validation_section({"pooled": pooled, "folds": folds, "note": "n"})
+    assert "| **pooled** |" in section and "**0.58**" in section and te.cross_validation_section(None) == ""
