@@ -832,36 +832,64 @@ def gather_clips(args, enc: OfflineEncoder, t0: float) -> tuple[list[Clip], dict
     return clips, counts
 
 
+class FeatureStore:
+    """The frozen CNN's features of clips, keyed by the clip's audio itself (a hash of its window's samples).
+
+    Content keys, not clip names, so that a larger corpus (``make_corpus.py --scale``), another fold rotation or
+    another augmentation seed runs the CNN only on audio it has not seen, and a remade clip is never served stale
+    features. Each ``add`` writes one shard (``<kind>-<n>.safetensors``, its keys in the metadata)."""
+
+    def __init__(self, root: Path, kind: str):
+        self.root, self.kind = Path(root), kind
+
+    @staticmethod
+    def key(wave: np.ndarray) -> str:
+        return hashlib.sha1(np.ascontiguousarray(wave, dtype=np.float32).tobytes()).hexdigest()
+
+    def shards(self) -> list[Path]:
+        return sorted(self.root.glob(f"{self.kind}-*.safetensors"))
+
+    def load(self, keys: list[str]) -> dict[str, torch.Tensor]:
+        from safetensors import safe_open
+
+        want, out = set(keys), {}
+        for shard in self.shards():
+            with safe_open(str(shard), framework="pt") as fh:
+                names = json.loads(fh.metadata()["keys"])
+                rows = [j for j, k in enumerate(names) if k in want and k not in out]
+                if rows:
+                    frames = fh.get_tensor("frames")
+                    out.update({names[j]: frames[j] for j in rows})
+        return out
+
+    def add(self, keys: list[str], frames: torch.Tensor) -> Path:
+        from safetensors.torch import save_file
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f"{self.kind}-{len(self.shards()):04d}.safetensors"
+        save_file({"frames": frames.contiguous()}, str(path), metadata={"keys": json.dumps(keys)})
+        return path
+
+
 def cached_features(args, enc: OfflineEncoder, clips: list[Clip], t0: float) -> torch.Tensor:
-    """The frozen CNN's frame features of every clip, read from --cache-dir when these exact clips were seen.
-
-    Two cache files: the clean clips (real + corpus) and the augmented copies (which also depend on the seed, the
-    number of copies and the style), so trying another augmentation does not run the CNN over the corpus again."""
-    aug = [i for i, c in enumerate(clips) if c.row.get("augmented")]
-    clean = [i for i, c in enumerate(clips) if not c.row.get("augmented")]
-    kind = ["maps"] if args.tune_block4 else []  # blocks 1-3's maps instead of block 4's frames
-    parts = [(clean, kind), (aug, [args.seed, args.augment, args.augment_style] + kind)]
-    feats = [None] * len(clips)
-    for idx, extra in parts:
-        if not idx:
-            continue
-        h = hashlib.sha256(json.dumps([clips[i].key for i in idx] + extra).encode()).hexdigest()[:16]
-        cpath = args.cache_dir / f"frames-{h}.safetensors" if args.cache_dir else None
-        if cpath is not None and cpath.is_file():
-            from safetensors.torch import load_file
-
-            log(f"features loaded from {cpath}", t0)
-            part = load_file(str(cpath))["frames"]
-        else:
-            part = frame_features(enc, [clips[i].wave for i in idx], t0, maps=args.tune_block4)
-            if cpath is not None:
-                from safetensors.torch import save_file
-
-                cpath.parent.mkdir(parents=True, exist_ok=True)
-                save_file({"frames": part.contiguous()}, str(cpath))
-        for j, i in enumerate(idx):
-            feats[i] = part[j]
-    return torch.stack(feats)
+    """The frozen CNN's frame features of every clip (blocks 1-3's maps with --tune-block4), computed only for
+    audio that --cache-dir has not seen yet (FeatureStore)."""
+    kind = "maps" if args.tune_block4 else "frames"
+    keys = [FeatureStore.key(c.wave) for c in clips]
+    store = FeatureStore(args.cache_dir / "features", kind) if args.cache_dir else None
+    have = store.load(keys) if store else {}
+    missing, seen = [], set()  # first clip of each unseen audio (identical windows are computed once)
+    for i, k in enumerate(keys):
+        if k not in have and k not in seen:
+            seen.add(k)
+            missing.append(i)
+    log(f"features: {len(clips) - len(missing)} cached, {len(missing)} to compute", t0)
+    if missing:
+        part = frame_features(enc, [clips[i].wave for i in missing], t0, maps=args.tune_block4)
+        if store is not None:
+            store.add([keys[i] for i in missing], part)
+        have.update({keys[i]: part[j] for j, i in enumerate(missing)})
+    return torch.stack([have[k] for k in keys])
 
 
 def select_settings(args, enc, feats, clips, tr, va, text, cap_ids, t0) -> tuple[dict, list[dict]]:

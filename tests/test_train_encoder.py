@@ -245,3 +245,27 @@ def test_cross_validation_pools_correct_over_clips_and_refits_the_stored_recipe(
     # and the model card shows the pooled figures
     section = te.cross_validation_section({"pooled": pooled, "folds": folds, "note": "n"})
     assert "| **pooled** |" in section and "**0.58**" in section and te.cross_validation_section(None) == ""
+
+
+def test_features_are_cached_by_the_audio_itself(tmp_path, monkeypatch):
+    import torch
+
+    # A larger corpus or another fold rotation must run the CNN only on audio it has not seen, and a clip whose
+    # audio changed under the same name must not get the old features.
+    calls = []
+
+    def fake_frames(enc, waves, t0, batch=16, maps=False):
+        calls.append(len(waves))
+        return torch.stack([torch.full((2, 3), float(w[0])) for w in waves]).half()
+
+    monkeypatch.setattr(te, "frame_features", fake_frames)
+    args = te.parse_args(["--data", "unused", "--cache-dir", str(tmp_path)])
+    clip = lambda key, v: te.Clip(key, "train", key, [], {}, np.full(8, v, np.float32))  # noqa: E731
+    first = te.cached_features(args, None, [clip("a", 1), clip("b", 2), clip("a-copy", 1)], 0.0)
+    assert calls == [2] and first[:, 0, 0].tolist() == [1, 2, 1]  # identical audio computed once
+    again = te.cached_features(args, None, [clip("b", 2), clip("c", 3), clip("a", 1)], 0.0)
+    assert calls == [2, 1] and again[:, 0, 0].tolist() == [2, 3, 1]  # only "c" is new
+    changed = te.cached_features(args, None, [clip("a", 5)], 0.0)  # same name, other audio
+    assert calls == [2, 1, 1] and changed[0, 0, 0].item() == 5
+    assert len(te.FeatureStore(tmp_path / "features", "frames").shards()) == 3
+    assert te.cached_features(te.parse_args(["--data", "unused"]), None, [clip("a", 1)], 0.0)[0, 0, 0] == 1
