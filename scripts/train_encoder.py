@@ -882,12 +882,17 @@ class FeatureStore:
         return path
 
 
-def cached_features(args, enc: OfflineEncoder, clips: list[Clip], t0: float) -> torch.Tensor:
+def backbone_id(aisfx: Path) -> str:
+    """A short hash of the CNN's weights file: cached features belong to the weights that computed them."""
+    return hashlib.sha1(Path(aisfx).read_bytes()).hexdigest()[:12]
+
+
+def cached_features(args, enc: OfflineEncoder, clips: list[Clip], t0: float, backbone: str) -> torch.Tensor:
     """The frozen CNN's frame features of every clip (blocks 1-3's maps with --tune-block4), computed only for
-    audio that --cache-dir has not seen yet (FeatureStore)."""
+    audio that --cache-dir has not seen yet with this ``backbone`` (backbone_id; FeatureStore)."""
     kind = "maps" if args.tune_block4 else "frames"
     keys = [FeatureStore.key(c.wave) for c in clips]
-    store = FeatureStore(args.cache_dir / "features", kind) if args.cache_dir else None
+    store = FeatureStore(args.cache_dir / "features" / f"aisfx-{backbone}", kind) if args.cache_dir else None
     have = store.load(keys) if store else {}
     missing, seen = [], set()  # first clip of each unseen audio (identical windows are computed once)
     for i, k in enumerate(keys):
@@ -968,7 +973,7 @@ def main(argv: list[str] | None = None) -> int:
     enc = OfflineEncoder.build(aisfx, text_model=args.text_model, pool=args.pool, proj_hidden=args.proj_hidden,
                                proj_dropout=args.proj_dropout)
     clips, counts = gather_clips(args, enc, t0)
-    feats = cached_features(args, enc, clips, t0)
+    feats = cached_features(args, enc, clips, t0, backbone_id(aisfx))
     t_feat = time.time() - t0
     sample_waves = {i: clips[i].wave for i in range(0, len(clips), max(1, len(clips) // 12))}
     for c in clips:

@@ -261,11 +261,18 @@ def test_features_are_cached_by_the_audio_itself(tmp_path, monkeypatch):
     monkeypatch.setattr(te, "frame_features", fake_frames)
     args = te.parse_args(["--data", "unused", "--cache-dir", str(tmp_path)])
     clip = lambda key, v: te.Clip(key, "train", key, [], {}, np.full(8, v, np.float32))  # noqa: E731
-    first = te.cached_features(args, None, [clip("a", 1), clip("b", 2), clip("a-copy", 1)], 0.0)
+    first = te.cached_features(args, None, [clip("a", 1), clip("b", 2), clip("a-copy", 1)], 0.0, "cnn1")
     assert calls == [2] and first[:, 0, 0].tolist() == [1, 2, 1]  # identical audio computed once
-    again = te.cached_features(args, None, [clip("b", 2), clip("c", 3), clip("a", 1)], 0.0)
+    again = te.cached_features(args, None, [clip("b", 2), clip("c", 3), clip("a", 1)], 0.0, "cnn1")
     assert calls == [2, 1] and again[:, 0, 0].tolist() == [2, 3, 1]  # only "c" is new
-    changed = te.cached_features(args, None, [clip("a", 5)], 0.0)  # same name, other audio
+    changed = te.cached_features(args, None, [clip("a", 5)], 0.0, "cnn1")  # same name, other audio
     assert calls == [2, 1, 1] and changed[0, 0, 0].item() == 5
-    assert len(te.FeatureStore(tmp_path / "features", "frames").shards()) == 3
-    assert te.cached_features(te.parse_args(["--data", "unused"]), None, [clip("a", 1)], 0.0)[0, 0, 0] == 1
+    assert len(te.FeatureStore(tmp_path / "features" / "aisfx-cnn1", "frames").shards()) == 3
+    te.cached_features(args, None, [clip("a", 1)], 0.0, "cnn2")  # other CNN weights: computed again
+    assert calls == [2, 1, 1, 1]
+    assert te.cached_features(te.parse_args(["--data", "unused"]), None, [clip("a", 1)], 0.0, "cnn1")[0, 0, 0] == 1
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"one")
+    first_id = te.backbone_id(weights)
+    weights.write_bytes(b"two")
+    assert te.backbone_id(weights) != first_id
