@@ -1,7 +1,7 @@
 """Cross-validate the offline encoder's recipe over the three recording-grouped folds.
 
     python scripts/cross_validate_encoder.py --data ../shared/data --corpus ~/.cache/mats/corpus \\
-        --cache-dir ~/.cache/mats --encoder assets/encoders/sfx-minilm        # ~12 min with cached CNN features
+        --cache-dir ~/.cache/mats --encoder assets/encoders/sfx-minilm        # ~8 min with cached CNN features
 
 One held-out fold is 87 ESC-50 clips (under two per class), so a single fold's figure moves by several clips with
 nothing changed (the encoder card: a sub-hop shift of the audio moves it by up to 4). Fold 0 is the shipped
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--encoder", type=Path, default=Path("assets/encoders/sfx-minilm"),
                     help="the encoder folder whose results.json gives the recipe and fold 0, and receives the result")
-    ap.add_argument("--work", type=Path, default=None, help="per-fold results (default <encoder>/../cv-<name>)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="per-fold results, reused when the recipe is unchanged (default ~/.cache/mats/cv-<encoder name>)")
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)

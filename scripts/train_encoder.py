@@ -219,50 +219,38 @@ def real_clips(data: Path, window_samples: int, sample_rate: int, label_template
 
 def training_captions(data: Path) -> list[str]:
     """AudioCaps train and Clotho development captions (the MATS LMs' own training text), unique, in file order."""
-    rows: list[str] = []
-    with (data / "captions" / "audiocaps_v1" / "train.csv").open(newline="") as fh:
-        rows += [r["caption"] for r in csv.DictReader(fh)]
-    with (data / "captions" / "clotho_v2" / "clotho_captions_development.csv").open(newline="") as fh:
-        rows += [r[f"caption_{i}"] for r in csv.DictReader(fh) for i in range(1, 6)]
-    return list(dict.fromkeys(t.strip() for t in rows if t and t.strip()))
+    from mats.bank import read_captions
+
+    files = [data / "captions" / "audiocaps_v1" / "train.csv",
+             data / "captions" / "clotho_v2" / "clotho_captions_development.csv"]
+    return list(dict.fromkeys(t for f in files for t in read_captions(f, max_lines=None).texts))
 
 
-def add_caption_neighbours(clips: list[Clip], enc: OfflineEncoder, data: Path, n: int, cache_dir: Path | None,
-                           t0: float) -> int:
-    """Give every real class the ``n`` training captions nearest its hand-written sentences in the locked text space.
+def add_caption_neighbours(clips: list[Clip], enc: OfflineEncoder, pool: list[str], n: int,
+                           cache_dir: Path | None, t0: float) -> dict[str, list[str]]:
+    """Give every real class the ``n`` captions of ``pool`` nearest its hand-written sentences in the locked text space.
 
     Why: 6 sentences per class is a narrow target; natural captions of the same sound ("a dog barks repeatedly
     in the distance") widen it with the wording the MATS LMs were trained on. Nearest to the mean of the class's
-    sentences (normalised), each caption given to one class at most (the nearest). Returns the captions added."""
-    pool = training_captions(data)
-    cpath = cache_dir / f"captions-{hashlib.sha256(json.dumps(pool).encode()).hexdigest()[:16]}.safetensors" \
-        if cache_dir else None
-    if cpath is not None and cpath.is_file():
-        from safetensors.torch import load_file
+    sentences (normalised), each caption given to one class at most (the nearest). Returns what each class got."""
+    from mats.bank import TextEmbeddingCache
 
-        emb = load_file(str(cpath))["emb"].float()
-    else:
-        emb = enc.embed_text(pool)
-        if cpath is not None:
-            from safetensors.torch import save_file
-
-            cpath.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"emb": emb.half().contiguous()}, str(cpath))
+    emb = TextEmbeddingCache(enc, root=cache_dir / "text_embeddings" if cache_dir else None).embed(pool)
     labels = sorted({c.row["label"] for c in clips if c.row["dataset"] != "corpus"})
     tables = {**US8K_SENTENCES, **ESC50_SENTENCES}
-    centres = torch.nn.functional.normalize(torch.stack([enc.embed_text(tables[l]).mean(0) for l in labels]), dim=-1)
+    centres = F.normalize(torch.stack([enc.embed_text(tables[l]).mean(0) for l in labels]), dim=-1)
     sims = emb @ centres.T  # [captions, classes]
     own = sims.argmax(1)  # each caption goes to its nearest class only
     extra = {}
     for j, label in enumerate(labels):
-        s = torch.where(own == j, sims[:, j], torch.tensor(-2.0))
-        extra[label] = [pool[i] for i in s.topk(n).indices.tolist() if s[i] > -2]
+        mine = torch.nonzero(own == j).flatten()
+        extra[label] = [pool[i] for i in mine[sims[mine, j].argsort(descending=True)[:n]].tolist()]
     for c in clips:
         if c.row["dataset"] != "corpus":
             c.captions = c.captions + extra[c.row["label"]]
-    log(f"caption neighbours: {n} per class from {len(pool)} training captions, e.g. "
+    log(f"caption neighbours: {n} per class from {len(pool)} captions, e.g. "
         + "; ".join(f"{l}: {extra[l][:2]}" for l in labels[:3]), t0)
-    return sum(len(v) for v in extra.values())
+    return extra
 
 
 def corpus_clips(corpus: Path, window_samples: int, sample_rate: int, limit: int | None = None) -> list[Clip]:
@@ -980,7 +968,7 @@ def main(argv: list[str] | None = None) -> int:
         c.wave = None  # 7 k windows of 5 s are 6 GB as float32; the features are all we need now
 
     if args.caption_neighbours:
-        add_caption_neighbours(clips, enc, args.data, args.caption_neighbours, args.cache_dir, t0)
+        add_caption_neighbours(clips, enc, training_captions(args.data), args.caption_neighbours, args.cache_dir, t0)
     # Every caption embedded once by the locked text tower.
     texts = sorted({t for c in clips for t in c.captions})
     text = enc.embed_text(texts)
@@ -1020,7 +1008,10 @@ def main(argv: list[str] | None = None) -> int:
         "split": ("train / val / test. Synthesized corpus: whole espeak voices, languages, GM programs and drum kits, "
                   "and seeds per split (scripts/make_corpus.py). Real clips: recording-grouped ESC-50/UrbanSound8K "
                   "folds, fold 2 train, fold 1 val, fold 0 test (split.json; never seen by the shipped weights). "
-                  "Settings chosen on val; the shipped weights are fit on train + val and scored once on test."),
+                  "Settings chosen on val; the shipped weights are fit on train + val and scored once on test."
+                  + (f" Rotated for cross-validation (--test-fold {args.test_fold}): real fold {args.test_fold} is test, "
+                     f"fold {(args.test_fold + 1) % 3} val, and the corpus splits moved with them."
+                     if args.test_fold else "")),
         "sizes": {f"{s}/{d}": n for (s, d), n in sorted(counts.items())},
         "captions": len(texts),
         "feature_time_s": round(t_feat, 1),

@@ -276,3 +276,34 @@ def test_features_are_cached_by_the_audio_itself(tmp_path, monkeypatch):
     first_id = te.backbone_id(weights)
     weights.write_bytes(b"two")
     assert te.backbone_id(weights) != first_id
+
+
+def test_caption_neighbours_go_to_their_nearest_class_only(tmp_path):
+    import torch
+    from torch.nn import functional as F
+
+    from mats.encoders.offline import OfflineEncoder
+
+    # --caption-neighbours: every real class gets at most n pool captions, each caption goes to the one class whose
+    # sentences it is nearest, best first; corpus clips keep their own captions.
+    enc = OfflineEncoder.tiny(seed=1)
+    real = {"dog": "esc50", "siren": "us8k", "rain": "esc50"}
+    clips = [te.Clip(f"{d}/{l}.wav", "train", l, ["own"], {"dataset": d, "label": l}) for l, d in real.items()]
+    clips.append(te.Clip("c0", "train", "tone", ["a tone"], {"dataset": "corpus"}))
+    words = ["a dog barks", "rain falls on a roof", "a siren wails", "wind blows", "a man speaks", "birds chirp",
+             "a car passes", "water drips", "thunder rumbles", "a cat meows"]
+    pool = [f"{a} while {b}" for a in words for b in words if a != b]  # 90 distinct captions
+    extra = te.add_caption_neighbours(clips, enc, pool, 5, tmp_path, 0.0)
+    labels = sorted(real)
+    tables = {**te.US8K_SENTENCES, **te.ESC50_SENTENCES}
+    centres = F.normalize(torch.stack([enc.embed_text(tables[l]).mean(0) for l in labels]), dim=-1)
+    sims = enc.embed_text(pool) @ centres.T
+    for j, label in enumerate(labels):
+        got = [pool.index(t) for t in extra[label]]
+        mine = [i for i in range(len(pool)) if int(sims[i].argmax()) == j]
+        assert len(got) == min(5, len(mine)) and set(got) <= set(mine)
+        assert got == sorted(mine, key=lambda i: -float(sims[i, j]))[:len(got)]  # the nearest, best first
+    assert sum(map(len, extra.values())) == len({t for v in extra.values() for t in v}) > 5  # none twice
+    for c in clips[:3]:
+        assert c.captions == ["own"] + extra[c.row["label"]]
+    assert clips[3].captions == ["a tone"]
