@@ -299,3 +299,22 @@ def test_hf_commands_accept_the_readme_options(command):
     out = _run([exe, *path, "--help"], timeout=60)
     assert out.returncode == 0, out.stderr
     _assert_options_in_help(words[1:], out.stdout, command)
+
+
+# -- the Python block ----------------------------------------------------------------------------------------------
+
+def test_python_block_runs_on_the_tiny_model(tiny_ckpt_gpt2, tmp_path, monkeypatch):
+    """The README's first Python block (the library), with the tiny checkpoint and a synthetic clip."""
+    import numpy as np
+    import soundfile as sf
+
+    blocks = re.findall(r"```python\n(.*?)```", _body(TEXT), re.S)
+    code = next(b for b in blocks if "MATS.from_pretrained" in b)
+    clip = tmp_path / "clip.wav"
+    t = np.arange(16000) / 16000
+    sf.write(clip, 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
+    for name in SHIPPED:
+        code = code.replace(f'"{name}"', repr(str(tiny_ckpt_gpt2)))
+    code = code.replace('"clip.wav"', repr(str(clip)))
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, "README.md", "exec"), {})
