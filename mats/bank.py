@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from mats.errors import DataError
 from mats.lm import cache_dir
 
 
@@ -257,7 +258,7 @@ def build_bank(cache: TextEmbeddingCache, texts: Sequence[str], santa_cfg, noise
 
     unique = sorted(set(t for t in texts if t.strip()))
     if not unique:
-        raise ValueError("no caption texts to build a Santa bank from")
+        raise DataError("no caption texts to build a Santa bank from: give a file with one caption per line")
     rng = random.Random(santa_cfg.seed)
     chosen = rng.sample(unique, santa_cfg.bank_size) if len(unique) > santa_cfg.bank_size else unique
     emb = cache.embed(chosen)

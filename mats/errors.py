@@ -19,3 +19,9 @@ class ConfigError(MATSError, ValueError):
 
 class DataError(MATSError):
     """A training or evaluation data file could not be parsed."""
+
+
+class ArgumentError(MATSError, ValueError, TypeError):
+    """A call's argument is wrong: a missing or empty question, an unknown task or generation setting, a value of the
+    wrong kind. It is also a ValueError and a TypeError, so callers catching either (as Python code expects for a bad
+    argument) catch it too."""

@@ -15,11 +15,22 @@ from typing import Callable, Iterator
 
 import torch
 
-from mats.errors import MATSError
+from mats.errors import ArgumentError
+
+
+# The generation settings a call may give (as keywords to caption, ask, classify, ...). Anything else would reach
+# transformers' generate, which answers a typo with its own error (or changes what it returns).
+GENERATION_SETTINGS = ("max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "temperature", "top_p", "top_k",
+                       "repetition_penalty", "no_repeat_ngram_size", "length_penalty", "early_stopping",
+                       "stopping_criteria", "logits_processor")
 
 
 def generation_kwargs(g, overrides: dict) -> dict:
     """``generate`` keyword arguments: the checkpoint's ``GenerationConfig`` ``g``, then the call's non-None overrides."""
+    unknown = sorted(set(overrides) - set(GENERATION_SETTINGS))
+    if unknown:
+        raise ArgumentError(f"unknown generation setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                            f"use {', '.join(GENERATION_SETTINGS[:-2])}.")
     kw = dict(num_beams=g.num_beams, max_new_tokens=g.max_new_tokens, no_repeat_ngram_size=g.no_repeat_ngram_size,
               repetition_penalty=g.repetition_penalty, do_sample=g.do_sample)
     kw.update({k: v for k, v in overrides.items() if v is not None})
@@ -127,13 +138,13 @@ def _check_generation(kw: dict) -> None:
     def whole(name, low):
         v = kw.get(name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-            raise MATSError(f"{name} must be a whole number of at least {low}, got {v!r}.")
+            raise ArgumentError(f"{name} must be a whole number of at least {low}, got {v!r}.")
 
     whole("max_new_tokens", 1)
     whole("num_beams", 1)
     whole("no_repeat_ngram_size", 0)
     if not isinstance(kw.get("do_sample", False), bool):
-        raise MATSError(f"do_sample must be True or False, got {kw['do_sample']!r}.")
+        raise ArgumentError(f"do_sample must be True or False, got {kw['do_sample']!r}.")
     for name, low, high in (("temperature", 0.0, None), ("top_p", 0.0, 1.0), ("repetition_penalty", 0.0, None)):
         v = kw.get(name)
         if v is None or (name != "repetition_penalty" and not kw.get("do_sample")):
@@ -142,5 +153,5 @@ def _check_generation(kw: dict) -> None:
         if not ok or (high is not None and v > high):
             bound = f"above {low:g}" + (f" and at most {high:g}" if high is not None else "")
             hint = " (for deterministic answers turn sampling off instead)" if name == "temperature" else ""
-            raise MATSError(f"{name} must be a number {bound} when sampling, got {v!r}{hint}.".replace(
+            raise ArgumentError(f"{name} must be a number {bound} when sampling, got {v!r}{hint}.".replace(
                 " when sampling", "" if name == "repetition_penalty" else " when sampling"))

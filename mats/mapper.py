@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mats.config import MapperConfig
+from mats.errors import ConfigError
 
 
 class TransformerMapper(nn.Module):
@@ -66,12 +67,12 @@ class PrefixMapper(nn.Module):
         super().__init__()
         if cfg.kind == "transformer":
             if cfg.width % cfg.num_heads:
-                raise ValueError(f"mapper width {cfg.width} must be divisible by num_heads {cfg.num_heads}")
+                raise ConfigError(f"mapper width {cfg.width} must be divisible by num_heads {cfg.num_heads}")
             self.mapper = TransformerMapper(in_dim, cfg)
         elif cfg.kind == "mlp":
             self.mapper = MLPMapper(in_dim, cfg)
         else:
-            raise ValueError(f"unknown mapper kind '{cfg.kind}': use 'transformer' or 'mlp'")
+            raise ConfigError(f"unknown mapper kind '{cfg.kind}': use 'transformer' or 'mlp'")
         self.projector = nn.Linear(cfg.width, lm_hidden)
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:

@@ -23,8 +23,8 @@ from safetensors.torch import load_file, save_file
 from mats.audio import check_signal, load_clip
 from mats.config import SANTA_BANKS, MATSConfig
 from mats.encoders import load_encoder
-from mats.errors import CheckpointError, ConfigError, MATSError
-from mats.lm import attach_lora, default_device, default_dtype, load_lm
+from mats.errors import ArgumentError, CheckpointError, ConfigError, MATSError
+from mats.lm import PICKLE_SUFFIXES, attach_lora, default_device, default_dtype, load_lm
 from mats.generation import generation_kwargs, stream_answer
 from mats.mapper import PrefixMapper
 from mats.paths import portable, resolve_relative
@@ -34,6 +34,7 @@ from mats.santa import Evidence, SantaBank, add_noise, label_mix, label_weights
 
 IGNORE = -100
 LABEL_CACHE_SIZE = 8  # label sets whose sentence embeddings a model remembers (label_embeddings)
+LABEL_CHUNK = 64  # clip x label answers scored per LM pass (label_log_likelihoods): bounds its memory
 
 
 @dataclass
@@ -133,6 +134,7 @@ class MATS(torch.nn.Module):
         if config.uses_lora:
             if not (adapter / "adapter_config.json").is_file():
                 raise CheckpointError(f"{adapter}/adapter_config.json is missing: the config says LoRA was trained.")
+            _refuse_pickled_adapter(adapter)
             lm = attach_lora(lm, config.lora, adapter_dir=adapter, trainable=False)
         packed = wants_packing(mode, lm, device)
         if packed:
@@ -297,9 +299,13 @@ class MATS(torch.nn.Module):
 
     def santa_strength(self, santa: float | None = None) -> float:
         """The lambda to use: ``santa``, or the checkpoint's default; outside [0, 1] is a MATSError."""
-        lam = self.config.santa.strength if santa is None else float(santa)
+        try:
+            lam = self.config.santa.strength if santa is None else float(santa)
+        except (TypeError, ValueError):
+            raise ArgumentError(f"Santa strength must be a number between 0 and 1, got {santa!r}; "
+                                "0 = audio only.") from None
         if not 0.0 <= lam <= 1.0:
-            raise MATSError(f"Santa strength must be between 0 and 1 (got {lam}); 0 = audio only.")
+            raise ArgumentError(f"Santa strength must be between 0 and 1 (got {lam}); 0 = audio only.")
         return lam
 
     def condition(self, audio_embeddings: torch.Tensor, santa: float | None = None,
@@ -374,6 +380,9 @@ class MATS(torch.nn.Module):
         clips were embedded already."""
         if audio_embeddings is None and (clips is None or len(clips) == 0):
             raise MATSError("No clips given: pass a clip, or a non-empty list of clips.")
+        for q in question if isinstance(question, (list, tuple)) else [question]:
+            instruction_for(task, q)  # a bad task or question fails before any audio is embedded
+        self._gen_kwargs(**gen)  # and so does a bad generation setting
         audio = audio_embeddings if audio_embeddings is not None else self.embed_clips(list(clips), sr=sr)
         questions = question if isinstance(question, (list, tuple)) else [question] * len(audio)
         if len(questions) != len(audio):
@@ -387,7 +396,7 @@ class MATS(torch.nn.Module):
         out = self.run(clip if many else [clip], "caption", santa=santa, sr=sr, **gen)
         return out if many else out[0]
 
-    def ask(self, clip, question: str, santa: float | None = None, sr: int | None = None, **gen):
+    def ask(self, clip, question: str | None = None, santa: float | None = None, sr: int | None = None, **gen):
         many = _is_batch(clip)
         out = self.run(clip if many else [clip], "ask", question=question, santa=santa, sr=sr, **gen)
         return out if many else out[0]
@@ -418,7 +427,8 @@ class MATS(torch.nn.Module):
         return {"text": text, "tags": tags, "scores": scores, "lm_scores": lm_scores}
 
     @torch.inference_mode()
-    def label_log_likelihoods(self, z: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
+    def label_log_likelihoods(self, z: torch.Tensor, labels: Sequence[str],
+                              chunk_size: int = LABEL_CHUNK) -> torch.Tensor:
         """[B, L] log P(the classify answer is exactly ``label`` | conditioning ``z``), end token included.
 
         The LM's own choice among given labels ("MATS rank" in ``mats eval``). Free generation followed by text
@@ -427,8 +437,14 @@ class MATS(torch.nn.Module):
         can. The label is worded as in training (``humanise_label``: "dog_bark" -> "dog bark").
         The prompt (instruction + audio prefix) is run once per clip and its KV cache is shared by all L
         answers, so the cost is one prompt pass plus L short answer passes.
+
+        ``chunk_size``: at most this many clip x label answers go through the LM at once (and as many prompts),
+        so memory stays bounded by it, not by B x L (all at once, 10 clips x 50 labels took 4 GB; issue 26).
+        The scores are the same as one clip at a time.
         """
         labels = _label_list(labels)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ArgumentError(f"chunk_size must be a whole number of at least 1, got {chunk_size!r}.")
         answers = [self._tokens(self.prompt.answer(self.tokenizer, humanise_label(l), self.config.answer_end_token))
                    [: self.config.max_answer_tokens] for l in labels]
         B, L, width = len(z), len(labels), max(len(a) for a in answers)
@@ -436,18 +452,39 @@ class MATS(torch.nn.Module):
         valid = torch.zeros(L, width, dtype=torch.bool, device=self.device)
         for j, a in enumerate(answers):
             ids[j, : len(a)], valid[j, : len(a)] = torch.tensor(a, device=self.device), True
-        # Every clip gets the same instruction, so the prompts have equal length and need no padding.
-        prompt = self.assemble(self.prefix(z), [instruction_for("classify")] * B)
-        with self.lock:
-            first = self.lm(inputs_embeds=prompt.inputs_embeds, attention_mask=prompt.attention_mask, use_cache=True)
-            cache = first.cache
-            cache.batch_repeat_interleave(L)  # [B*L, ...]: clip b's prompt for each of the L answers
-            mask = torch.cat([prompt.attention_mask.repeat_interleave(L, 0), valid.repeat(B, 1).long()], dim=1)
-            rest = self.lm(input_ids=ids.repeat(B, 1), attention_mask=mask, cache=cache).logits
-        # Token t of an answer is predicted by the logits one position earlier: the prompt's last for t = 0.
-        logits = torch.cat([first.logits[:, -1:].repeat_interleave(L, 0), rest[:, :-1]], dim=1).float()
-        tok = torch.log_softmax(logits, dim=-1).gather(-1, ids.repeat(B, 1).unsqueeze(-1)).squeeze(-1)
-        return (tok * valid.repeat(B, 1)).sum(-1).view(B, L).cpu()
+        per_pass = min(L, chunk_size)  # labels per answer pass
+        clips_per_pass = max(1, chunk_size // per_pass)  # clips per prompt pass: clips x labels <= chunk_size
+        instruction = instruction_for("classify")
+        out = torch.empty(B, L, dtype=torch.float32)
+        for c0 in range(0, B, clips_per_pass):
+            zc = z[c0 : c0 + clips_per_pass]
+            b = len(zc)
+            # Every clip gets the same instruction, so the prompts have equal length and need no padding.
+            prompt = self.assemble(self.prefix(zc), [instruction] * b)
+            with self.lock:
+                first = self.lm(inputs_embeds=prompt.inputs_embeds, attention_mask=prompt.attention_mask,
+                                use_cache=True, logits_to_keep=1)  # only the last position's logits are read
+                # Token 0 of an answer is predicted by the prompt's last position.
+                head = torch.log_softmax(first.logits[:, -1].float(), dim=-1)  # [b, V]
+                prompt_cache = first.cache
+                del first
+                for l0 in range(0, L, per_pass):
+                    n = min(per_pass, L - l0)
+                    lid, lvalid = ids[l0 : l0 + n], valid[l0 : l0 + n]
+                    cache = copy.deepcopy(prompt_cache) if l0 + n < L else prompt_cache  # the last pass may use it up
+                    cache.batch_repeat_interleave(n)  # [b*n, ...]: clip i's prompt for each of the n answers
+                    mask = torch.cat([prompt.attention_mask.repeat_interleave(n, 0), lvalid.repeat(b, 1).long()],
+                                     dim=1)
+                    rest = self.lm(input_ids=lid.repeat(b, 1), attention_mask=mask, cache=cache).logits
+                    del cache
+                    # Token t > 0 is predicted by the logits one position earlier.
+                    tok = torch.log_softmax(rest[:, :-1].float(), dim=-1).gather(
+                        -1, lid[:, 1:].repeat(b, 1).unsqueeze(-1)).squeeze(-1)  # [b*n, width-1]
+                    del rest
+                    first_tok = head.gather(1, lid[:, 0].unsqueeze(0).expand(b, n))  # [b, n]
+                    later = (tok * lvalid[:, 1:].repeat(b, 1)).sum(-1).view(b, n)
+                    out[c0 : c0 + b, l0 : l0 + n] = (first_tok + later).cpu()
+        return out
 
     def label_embeddings(self, labels: Sequence[str], template: str = LABEL_TEMPLATE) -> torch.Tensor:
         """[L, D] text embeddings of the labels' sentences ("the sound of {label}"): what zero-shot scores against
@@ -591,6 +628,23 @@ def _load_mapper_state(path: Path) -> dict:
             f"{path} is damaged ({str(e)[:200]}): it is not a readable safetensors file. Download or copy the "
             "checkpoint again, or re-save it with save_pretrained."
         ) from e
+
+
+def _refuse_pickled_adapter(adapter: Path) -> None:
+    """LoRA weights saved only as a pickle (``adapter_model.bin``): refused, as pickled LM weights are (a pickle can
+    run code when loaded), before PEFT would hand it to torch.load."""
+    if (adapter / "adapter_model.safetensors").is_file():
+        return
+    pickles = sorted(p.name for p in adapter.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise CheckpointError(
+            f"{adapter} holds only pickled adapter weights ({', '.join(pickles)}) and no adapter_model.safetensors. "
+            "mats never loads pickles (they can run code); convert them where you trust them: "
+            "PeftModel.from_pretrained(base_lm, adapter_folder).save_pretrained(adapter_folder, "
+            "safe_serialization=True)."
+        )
+    raise CheckpointError(f"{adapter}/adapter_model.safetensors is missing: the config says LoRA was trained. "
+                          "Download or copy the checkpoint again.")
 
 
 def _label_list(labels) -> list[str]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mats.errors import ArgumentError
+
 AUDIO_PLACEHOLDER = "<|audio|>"
 # Where the instruction goes, so it can be tokenised on its own with special tokens read as plain text.
 INSTRUCTION_SLOT = "<|instruction|>"
@@ -53,11 +55,13 @@ LABEL_SEPARATOR = ", "  # how a classify answer joins its tags
 
 def instruction_for(task: str, question: str | None = None) -> str:
     if task == "ask":
+        if question is not None and not isinstance(question, str):
+            raise ArgumentError(f"the question must be text, got {type(question).__name__}: {question!r}")
         if not question or not question.strip():
-            raise ValueError("the ask task needs a question, e.g. 'What is making the sound?'")
+            raise ArgumentError("the ask task needs a question: give one, e.g. 'What is making the sound?'")
         return question.strip()
     if task not in TASK_INSTRUCTIONS:
-        raise ValueError(f"unknown task '{task}'; choose one of {', '.join(TASKS)}")
+        raise ArgumentError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
     return TASK_INSTRUCTIONS[task]
 
 

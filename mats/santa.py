@@ -34,9 +34,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mats.config import SantaConfig
-from mats.errors import CheckpointError
+from mats.errors import ArgumentError, CheckpointError
 
 _PAPER = SantaConfig()  # a standalone bank's retrieval defaults: the config's (the paper's), one home
+RETRIEVE_CHUNK = 64  # clips retrieved at once: each holds its cluster's members ([M, D]) in memory
 
 
 def add_noise(embeddings: torch.Tensor, variance: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -165,7 +166,7 @@ class SantaBank:
     def __init__(self, embeddings: torch.Tensor, texts: list[str], centroids: torch.Tensor, labels: torch.Tensor,
                  top_k: int = _PAPER.top_k, tau: float = _PAPER.tau, strength: float = _PAPER.strength):
         if embeddings.shape[0] != len(texts):
-            raise ValueError(f"bank has {embeddings.shape[0]} embeddings but {len(texts)} texts")
+            raise ArgumentError(f"bank has {embeddings.shape[0]} embeddings but {len(texts)} texts: give one text per embedding")
         self.embeddings = embeddings.float()
         self.texts = list(texts)
         self.centroids = centroids.float()
@@ -207,6 +208,16 @@ class SantaBank:
 
     # -- retrieval and mixing --------------------------------------------------------------------
     def retrieve(self, audio: torch.Tensor, top_k: int | None = None, tau: float | None = None) -> Retrieval:
+        """Per clip: the top-k captions of its nearest cluster. Clips go ``RETRIEVE_CHUNK`` at a time: each holds its
+        cluster's members ([M, D]), so memory stays bounded however many clips (a long timeline, a batch) come."""
+        if audio.shape[0] > RETRIEVE_CHUNK:
+            parts = [self.retrieve(audio[i : i + RETRIEVE_CHUNK], top_k=top_k, tau=tau)
+                     for i in range(0, audio.shape[0], RETRIEVE_CHUNK)]
+            width = max(r.indices.shape[1] for r in parts)  # a chunk's k can be smaller (small clusters)
+            pad = lambda t, v: F.pad(t, (0, width - t.shape[1]), value=v)  # noqa: E731
+            return Retrieval(indices=torch.cat([pad(r.indices, -1) for r in parts]),
+                             weights=torch.cat([pad(r.weights, 0.0) for r in parts]),
+                             mixed_text=torch.cat([r.mixed_text for r in parts]))
         top_k = top_k or self.top_k
         tau = self.tau if tau is None else tau
         a = F.normalize(audio.float().cpu(), dim=-1)
@@ -230,7 +241,7 @@ class SantaBank:
         """z = normalise((1 - lambda) a + lambda * sum w t). lambda = 0 returns the (normalised) audio."""
         lam = self.strength if strength is None else float(strength)
         if not 0.0 <= lam <= 1.0:
-            raise ValueError(f"Santa strength must be between 0 and 1, got {lam}")
+            raise ArgumentError(f"Santa strength must be between 0 and 1, got {lam}; 0 = audio only")
         a = F.normalize(audio.float(), dim=-1)
         if lam == 0.0:
             return a
@@ -244,6 +255,9 @@ class SantaBank:
         the training noise, which drowns a clip-caption similarity (noisy text.text neighbours score ~0.2).
         """
         lam = self.strength if strength is None else float(strength)
+        if audio.shape[0] > RETRIEVE_CHUNK:  # bounded memory: [chunk, N] similarities at a time
+            return [e for i in range(0, audio.shape[0], RETRIEVE_CHUNK)
+                    for e in self.evidence(audio[i : i + RETRIEVE_CHUNK], strength, top, top_k, tau)]
         a = F.normalize(audio.float().cpu(), dim=-1)
         ref = self.clean if self.clean is not None else self.embeddings
         r = self.retrieve(a, top_k=top_k, tau=tau)

@@ -46,6 +46,33 @@ def test_generation_settings_are_checked_in_plain_words(gpt2, gen, words):
         gpt2.caption(tiny_clip(), **gen)
 
 
+# Issue 26: bad calls that once escaped as raw ValueError/TypeError. Each is a MATSError (an ArgumentError, which is
+# also a ValueError and a TypeError, as Python callers expect) whose message says what was wrong and what to do.
+BAD_CALLS = [
+    ("ask without a question", lambda m: m.ask(tiny_clip()), "needs a question: give one"),
+    ("ask with an empty question", lambda m: m.ask(tiny_clip(), ""), "needs a question: give one"),
+    ("ask with a blank question", lambda m: m.ask(tiny_clip(), "   "), "needs a question: give one"),
+    ("ask with a question that is not text", lambda m: m.ask(tiny_clip(), 42), "question must be text"),
+    ("Santa strength that is not a number", lambda m: m.caption(tiny_clip(), santa="abc"),
+     "Santa strength must be a number between 0 and 1, got 'abc'"),
+    ("Santa strength out of range", lambda m: m.caption(tiny_clip(), santa=1.5), "between 0 and 1"),
+    ("an unknown generation keyword", lambda m: m.caption(tiny_clip(), beams=2),
+     "unknown generation setting beams: use max_new_tokens"),
+    ("an unknown generation keyword, streamed", lambda m: next(iter(m.stream_caption(tiny_clip(), nonsense=1))),
+     "unknown generation setting nonsense"),
+    ("an unknown task", lambda m: m.run([tiny_clip()], task="bogus"), "unknown task 'bogus': choose one of caption"),
+    ("label scores in chunks of 0", lambda m: m.label_log_likelihoods(m.embed_clips([tiny_clip()]), ["dog"],
+                                                                      chunk_size=0), "chunk_size must be"),
+]
+
+
+@pytest.mark.parametrize("what, call, words", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+def test_bad_calls_raise_typed_errors_in_plain_words(gpt2, what, call, words):
+    with pytest.raises(MATSError, match=words) as e:
+        call(gpt2)
+    assert isinstance(e.value, ValueError), what  # the kind Python callers catch for a bad argument
+
+
 def test_empty_clip_list_and_mismatched_questions(gpt2):
     with pytest.raises(MATSError, match="No clips given"):
         gpt2.caption([])
@@ -143,6 +170,47 @@ def test_pickled_lm_weights_are_never_loaded(tiny_ckpt_gpt2, tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "load", no_pickles)
     with pytest.raises(CheckpointError, match="holds only pickled weights .pytorch_model.bin. and no \\*.safetensors"):
+        MATS.from_pretrained(ck, device="cpu")
+
+
+def test_pickled_adapter_weights_are_never_loaded(tiny_ckpt_gpt2, tmp_path, monkeypatch):
+    ck = _copy(tiny_ckpt_gpt2, tmp_path / "ck")
+    (ck / "adapter" / "adapter_model.safetensors").rename(ck / "adapter" / "adapter_model.bin")
+    import torch
+
+    def no_pickles(*a, **k):
+        raise AssertionError("torch.load must never be called")
+
+    monkeypatch.setattr(torch, "load", no_pickles)
+    with pytest.raises(CheckpointError, match="holds only pickled adapter weights .adapter_model.bin. and no "
+                                              "adapter_model.safetensors.*safe_serialization=True"):
+        MATS.from_pretrained(ck, device="cpu")
+    (ck / "adapter" / "adapter_model.bin").unlink()
+    with pytest.raises(CheckpointError, match="adapter_model.safetensors is missing"):
+        MATS.from_pretrained(ck, device="cpu")
+
+
+def _not_a_model(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a model")
+
+
+def _config_but_no_tokenizer(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+
+
+@pytest.mark.parametrize("make, words", [
+    (_not_a_model, "has no config.json, so it is not a Hugging Face model folder. Point lm.id"),
+    (_config_but_no_tokenizer, "The LM '.*elsewhere' has no (tokenizer that loads|safetensors weights)"),
+    (lambda f: f.write_text("hello"), "is a file .*not an LM folder"),
+], ids=["folder without config", "config without tokenizer", "a file"])
+def test_lm_id_that_is_not_a_model_is_a_checkpoint_error(tiny_ckpt_gpt2, tmp_path, make, words):
+    ck = _copy(tiny_ckpt_gpt2, tmp_path / "ck")
+    make(tmp_path / "elsewhere")
+    cfg = json.loads((ck / "config.json").read_text())
+    (ck / "config.json").write_text(json.dumps({**cfg, "lm": {"id": str(tmp_path / "elsewhere")}}))
+    with pytest.raises(CheckpointError, match=words):
         MATS.from_pretrained(ck, device="cpu")
 
 

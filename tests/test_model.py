@@ -317,6 +317,28 @@ def test_label_log_likelihoods_equal_full_sequence_scoring(ckpt):
         m.label_log_likelihoods(z, [])
 
 
+def test_label_scores_are_chunked_and_equal_one_clip_at_a_time(ckpt, monkeypatch):
+    """Issue 26: scoring works in chunks of at most ``chunk_size`` clip x label answers per LM pass, so memory does
+    not grow with clips x labels, and the scores equal those of one clip at a time."""
+    m = MATS.from_pretrained(ckpt, device="cpu")
+    labels = ["dog", "pouring_water", "a very long label name with many words", "x", "rain", "siren", "cat"]
+    z = torch.nn.functional.normalize(torch.randn(5, m.encoder.dim, generator=torch.Generator().manual_seed(1)), dim=-1)
+    one = torch.cat([m.label_log_likelihoods(z[i : i + 1], labels) for i in range(5)])
+    real = m.lm.forward
+    for chunk in (1, 3, 7, 10, 64):
+        sizes = []
+        monkeypatch.setattr(m.lm, "forward", lambda *a, **k: sizes.append(
+            len(k["inputs_embeds"] if k.get("inputs_embeds") is not None else k["input_ids"])) or real(*a, **k))
+        chunked = m.label_log_likelihoods(z, labels, chunk_size=chunk)
+        monkeypatch.setattr(m.lm, "forward", real)
+        torch.testing.assert_close(chunked, one, atol=1e-4, rtol=1e-4)
+        assert sizes and max(sizes) <= chunk, (chunk, sizes)
+        # Every clip x label answer is scored exactly once.
+        assert sum(sizes) >= 5 * len(labels) and chunked.shape == (5, len(labels))
+    with pytest.raises(MATSError, match="chunk_size must be a whole number of at least 1"):
+        m.label_log_likelihoods(z, labels, chunk_size=0)
+
+
 def test_inference_errors_are_clear(tiny_ckpt_gpt2):
     m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
     with pytest.raises(ValueError, match="needs a question"):

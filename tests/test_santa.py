@@ -162,3 +162,28 @@ def test_label_mix_searches_the_whole_label_set():
     # top_k larger than the label set: every label counts (no error, no padding)
     every = torch.softmax(7.0 * sims, dim=1) @ labels
     assert torch.allclose(label_mix(audio, labels, 1.0, top_k=32, tau=7.0), F.normalize(every, dim=-1), atol=1e-6)
+
+
+def test_many_clips_are_retrieved_in_chunks_with_the_same_result(monkeypatch):
+    """Issue 26: retrieval holds each clip's cluster members, so clips go RETRIEVE_CHUNK at a time; the mix, the
+    retrieval and the evidence are the same as all at once."""
+    import mats.santa as santa
+
+    bank = _bank(n=120, d=16, k=6, top_k=5)
+    audio = F.normalize(torch.randn(23, 16, generator=torch.Generator().manual_seed(3)), dim=-1)
+    whole_mix, whole_r, whole_ev = bank.mix(audio, 0.5), bank.retrieve(audio), bank.evidence(audio, 0.5)
+    seen = []
+    real = torch.einsum
+
+    def counting(eq, *ops):
+        seen.append(ops[0].shape[0])
+        return real(eq, *ops)
+
+    monkeypatch.setattr(santa, "RETRIEVE_CHUNK", 4)
+    monkeypatch.setattr(santa.torch, "einsum", counting)
+    torch.testing.assert_close(bank.mix(audio, 0.5), whole_mix)
+    r = bank.retrieve(audio)
+    assert torch.equal(r.indices, whole_r.indices)
+    torch.testing.assert_close(r.weights, whole_r.weights)
+    assert [e.to_dict() for e in bank.evidence(audio, 0.5)] == [e.to_dict() for e in whole_ev]
+    assert seen and max(seen) <= 4
