@@ -611,13 +611,3 @@ def load_source(path, kind: str | None = None, **opts) -> tuple[list[Sample], Lo
     if unknown:
         raise ConfigError(f"{path}: option(s) {unknown} not understood by the {kind} loader; it accepts {accepted}.")
     return loader(path, **opts)
-
-
-def __getattr__(name: str):
-    # Splitting and mixing moved to mats.mixture (which imports this module, so no import at the top here);
-    # ``from mats.data import build_dataset`` keeps working for one release.
-    if name in ("Mixture", "build_dataset", "split_by_group"):
-        import mats.mixture
-
-        return getattr(mats.mixture, name)
-    raise AttributeError(f"module 'mats.data' has no attribute {name!r}")
