@@ -16,6 +16,7 @@ from mats.errors import CheckpointError, MATSError
 from mats.quantize import NO_QUANTIZE_HELP, quantize_flag
 
 from mats.audio import AUDIO_SUFFIXES as AUDIO_EXTS
+from mats.audio import DEFAULT_MAX_SECONDS
 
 
 def _clips(paths: list[str]) -> list[Path]:
@@ -142,6 +143,125 @@ def cmd_infer(a) -> int:
     return 1 if failures else 0
 
 
+def _labels(a) -> list[str] | None:
+    return [l.strip() for l in a.labels.split(",") if l.strip()] if getattr(a, "labels", None) else None
+
+
+def cmd_explain(a) -> int:
+    """What Santa leaned on per clip (``MATS.explain``), or with --labels the labels it mixed in
+    (``MATS.explain_labels``): the page's evidence panel, one JSON line (or CSV row) per clip."""
+    from mats.model import MATS
+
+    _split_inputs(a)
+    clips = _clips(a.clips)
+    model = MATS.from_pretrained(a.model, device=a.device, quantize=quantize_flag(a))
+    labels = _labels(a)
+    rows, failures = [], 0
+    for clip in clips:
+        try:
+            if labels:
+                ev = model.explain_labels(model.embed_clips([clip]), labels, santa=a.santa, top=a.top)[0]
+                rows.append({"clip": str(clip), "bank": "labels", **ev})
+            else:
+                ev = model.explain(clip, santa=a.santa, top=a.top)
+                rows.append({"clip": str(clip), "bank": "checkpoint", "bank_size": len(model.santa), **ev.to_dict()})
+        except MATSError as e:
+            if len(clips) == 1:
+                raise
+            failures += 1
+            print(f"error: {clip}: {e}", file=sys.stderr)
+    if rows:
+        _emit(rows, a.output, many=True)
+    return 1 if failures else 0
+
+
+def cmd_tags(a) -> int:
+    """What the encoder itself hears (``MATS.tags``): the top AudioSet classes of each clip with their scores."""
+    from mats.model import MATS
+
+    _split_inputs(a)
+    clips = _clips(a.clips)
+    model = MATS.from_pretrained(a.model, device=a.device, quantize=quantize_flag(a))
+    rows, failures = [], 0
+    for clip in clips:
+        try:
+            tags = model.tags(clip, top=a.top)
+        except MATSError as e:
+            if len(clips) == 1:
+                raise
+            failures += 1
+            print(f"error: {clip}: {e}", file=sys.stderr)
+            continue
+        rows.append({"clip": str(clip), "output": ", ".join(f"{n} {s:.2f}" for n, s in tags),
+                     "tags": {n: s for n, s in tags}})
+    if rows:
+        _emit(rows, a.output, many=len(clips) > 1)
+    return 1 if failures else 0
+
+
+def cmd_timeline(a) -> int:
+    """One row per window of each clip (``mats.timeline.timeline``): start, end, text, familiarity, nearest."""
+    from mats.model import MATS
+    from mats.timeline import timeline
+
+    _split_inputs(a)
+    clips = _clips(a.clips)
+    model = MATS.from_pretrained(a.model, device=a.device, quantize=quantize_flag(a))
+    rows, failures = [], 0
+    for clip in clips:
+        try:
+            windows = timeline(model, clip, task=a.task, santa=a.santa, batch_size=a.batch_size,
+                               max_seconds=a.max_seconds, **_gen_kwargs(a))
+        except MATSError as e:
+            if len(clips) == 1:
+                raise
+            failures += 1
+            print(f"error: {clip}: {e}", file=sys.stderr)
+            continue
+        rows += [{"clip": str(clip), **w} for w in windows]
+    if rows:
+        _emit(rows, a.output, many=True)
+    return 1 if failures else 0
+
+
+def _batch_files(paths: list[str]) -> list[Path]:
+    """Audio files, .zip files and folders of them; anything else named is passed on, and reported per file."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in AUDIO_EXTS or f.suffix.lower() == ".zip")
+        elif p.exists():
+            out.append(p)
+        else:
+            raise MATSError(f"{p} does not exist: give audio files, .zip files of clips or folders")
+    if not out:
+        raise MATSError(f"no audio or .zip files found in {', '.join(paths)}")
+    return out
+
+
+def cmd_batch(a) -> int:
+    """Many files (audio, .zip, folders) as the page's batch tab does (``mats.batch.gather`` + ``run_batch``): a
+    caption, tags and, with --labels, zero-shot scores per file; a file that cannot be used gets its error."""
+    import tempfile
+
+    from mats.batch import gather, run_batch
+    from mats.model import MATS
+
+    _split_inputs(a)
+    files = _batch_files(a.clips)
+    model = MATS.from_pretrained(a.model, device=a.device, quantize=quantize_flag(a))
+    with tempfile.TemporaryDirectory(prefix="mats-batch-") as work:
+        items = gather([str(f) for f in files], work, names=[str(f) for f in files])
+        rows = run_batch(model, items, labels=_labels(a), santa=a.santa, batch_size=a.batch_size,
+                         max_seconds=a.max_seconds, **_gen_kwargs(a))
+    failed = sum(1 for r in rows if r["error"])
+    for r in rows:
+        if r["error"]:
+            print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
+    _emit(rows, a.output, many=True)
+    return 1 if failed else 0
+
+
 def cmd_tiny(a) -> int:
     from mats.testing import make_tiny_checkpoint
 
@@ -200,6 +320,56 @@ def build_parser() -> argparse.ArgumentParser:
                                 "checkpoint's bank captions")
         _gen_args(s)
         s.set_defaults(func=cmd_infer)
+
+    # What the page does beyond one answer: Santa's evidence, a timeline of a long clip, many files at once.
+    inputs_help = ("[MODEL] CLIP [CLIP ...]: MODEL (a checkpoint folder or Hub id) is optional, default $MATS_MODEL or "
+                   "the shipped assets/mats-smollm2; clips are audio files or folders")
+    s = sub.add_parser("explain", help="what Santa leaned on per clip: the bank captions (or --labels) it mixed in "
+                                       "and how familiar the clip is")
+    s.add_argument("inputs", nargs="+", metavar="[MODEL] CLIP", help=inputs_help)
+    s.add_argument("--model", "-m", default=None, help="checkpoint folder or Hub id (instead of the first word)")
+    s.add_argument("--labels", default=None, help='comma-separated labels: show the labels Santa mixes in when '
+                                                  'classifying with them (as `mats classify --labels`)')
+    s.add_argument("--top", type=int, default=5, help="captions (or labels) shown per clip (default: 5)")
+    s.add_argument("--santa", type=float, default=None, help="Santa strength lambda in [0, 1] (default: checkpoint's)")
+    s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    s.add_argument("--no-quantize", action="store_true", help=NO_QUANTIZE_HELP)
+    s.add_argument("--output", "-o", default=None, help="write results to a .csv or .jsonl file instead of stdout")
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("tags", help="what the encoder hears: the top AudioSet classes of each clip and their scores "
+                                    "(YAMNet encoders)")
+    s.add_argument("inputs", nargs="+", metavar="[MODEL] CLIP", help=inputs_help)
+    s.add_argument("--model", "-m", default=None, help="checkpoint folder or Hub id (instead of the first word)")
+    s.add_argument("--top", type=int, default=5, help="tags per clip (default: 5)")
+    s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    s.add_argument("--no-quantize", action="store_true", help=NO_QUANTIZE_HELP)
+    s.add_argument("--output", "-o", default=None, help="write results to a .csv or .jsonl file instead of stdout")
+    s.set_defaults(func=cmd_tags)
+
+    s = sub.add_parser("timeline", help="a long clip as a timeline: one caption (or tags) per window")
+    s.add_argument("inputs", nargs="+", metavar="[MODEL] CLIP", help=inputs_help)
+    s.add_argument("--model", "-m", default=None, help="checkpoint folder or Hub id (instead of the first word)")
+    s.add_argument("--task", choices=["caption", "classify"], default="caption",
+                   help="caption each window (default) or tag it")
+    s.add_argument("--batch-size", type=int, default=16, help="windows per encoder/LM pass (default: 16)")
+    s.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
+                   help=f"longest clip accepted, in seconds (default: {DEFAULT_MAX_SECONDS:g})")
+    _gen_args(s)
+    s.set_defaults(func=cmd_timeline)
+
+    s = sub.add_parser("batch", help="many files at once (audio, .zip or folders): caption, tags and zero-shot "
+                                     "scores per file, failures included")
+    s.add_argument("inputs", nargs="+", metavar="[MODEL] FILE",
+                   help="[MODEL] FILE [FILE ...]: MODEL is optional as for caption; files are audio, .zip files "
+                        "of clips or folders")
+    s.add_argument("--model", "-m", default=None, help="checkpoint folder or Hub id (instead of the first word)")
+    s.add_argument("--labels", default=None, help='comma-separated labels for zero-shot scores, e.g. "dog,rain"')
+    s.add_argument("--batch-size", type=int, default=8, help="clips per encoder/LM pass (default: 8)")
+    s.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
+                   help=f"longest clip accepted, in seconds (default: {DEFAULT_MAX_SECONDS:g})")
+    _gen_args(s)
+    s.set_defaults(func=cmd_batch)
 
     s = sub.add_parser("train", help="train a MATS on text only from a YAML/JSON config")
     s.add_argument("config")

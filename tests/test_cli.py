@@ -20,7 +20,7 @@ def _wav(path, seconds=1.0, sr=16000):
 def test_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "mats", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for cmd in ("caption", "classify", "ask", "train", "eval", "bank", "push", "tiny"):
+    for cmd in ("caption", "classify", "ask", "train", "eval", "bank", "push", "tiny", "explain", "timeline", "batch"):
         assert cmd in out.stdout
 
 
@@ -164,3 +164,103 @@ def test_bank_build_out_keeps_parts_found_outside_the_checkpoint(tiny_ckpt_gpt2,
     assert main(["bank", "build", str(src), str(texts), "--out", str(out), "--clusters", "2"]) == 0
     assert MATSConfig.load(out).encoder["id"] == "../../../repo/encoder"
     assert len(MATS.from_pretrained(out, device="cpu").santa) == 30
+
+
+def _jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_explain_command_shows_what_santa_leaned_on(tiny_ckpt_gpt2, tmp_path, capsys):
+    """`mats explain` = MATS.explain (bank captions) or MATS.explain_labels (--labels), as the page's evidence."""
+    from mats import MATS
+
+    clip = _wav(tmp_path / "a.wav")
+    _wav(tmp_path / "b.wav", seconds=1.5)
+    assert main(["explain", str(tiny_ckpt_gpt2), str(tmp_path), "--santa", "0.5", "--top", "3"]) == 0
+    rows = _jsonl(capsys.readouterr().out)
+    assert [r["clip"] for r in rows] == [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    want = m.explain(clip, santa=0.5, top=3).to_dict()
+    assert {k: v for k, v in rows[0].items() if k not in ("clip", "bank", "bank_size")} == want
+    assert rows[0]["bank"] == "checkpoint" and rows[0]["bank_size"] == len(m.santa) and len(rows[0]["captions"]) <= 3
+
+    out = tmp_path / "ev.csv"
+    assert main(["explain", str(tiny_ckpt_gpt2), str(clip), "--labels", "dog, rain,siren", "-o", str(out)]) == 0
+    import csv
+
+    (row,) = list(csv.DictReader(out.open()))
+    want = m.explain_labels(m.embed_clips([clip]), ["dog", "rain", "siren"])[0]
+    assert row["bank"] == "labels" and json.loads(row["labels"]) == want["labels"]
+    assert float(row["strength"]) == want["strength"]
+
+
+def test_explain_without_a_bank_says_so(tmp_path, capsys):
+    from mats.testing import make_tiny_checkpoint
+
+    ck = make_tiny_checkpoint(tmp_path / "nobank", santa=False)
+    clip = _wav(tmp_path / "a.wav")
+    assert main(["explain", str(ck), str(clip)]) == 2
+    assert "no Santa memory bank" in capsys.readouterr().err
+    assert main(["explain", str(ck), str(clip), "--labels", "dog,rain"]) == 0  # Santa over labels needs no bank
+
+
+def test_timeline_command_gives_one_row_per_window(tiny_ckpt_gpt2, tmp_path, capsys):
+    """`mats timeline` = mats.timeline.timeline, one row per window, as JSON lines or CSV."""
+    from mats import MATS
+    from mats.timeline import timeline
+
+    clip = _wav(tmp_path / "long.wav", seconds=22.0)  # the tiny encoder hears 10 s windows
+    gen = ["--beams", "1", "--max-new-tokens", "3"]
+    assert main(["timeline", str(tiny_ckpt_gpt2), str(clip), *gen]) == 0
+    rows = _jsonl(capsys.readouterr().out)
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    want = timeline(m, str(clip), num_beams=1, max_new_tokens=3)
+    assert len(want) > 1 and rows == [{"clip": str(clip), **w} for w in want]
+
+    out = tmp_path / "t.csv"
+    assert main(["timeline", str(tiny_ckpt_gpt2), str(clip), "--task", "classify", "--batch-size", "2", *gen,
+                 "-o", str(out)]) == 0
+    import csv
+
+    got = list(csv.DictReader(out.open()))
+    want = timeline(m, str(clip), task="classify", num_beams=1, max_new_tokens=3)
+    assert [(float(r["start"]), float(r["end"]), r["text"]) for r in got] == [(w["start"], w["end"], w["text"])
+                                                                              for w in want]
+    assert main(["timeline", str(tiny_ckpt_gpt2), str(clip), "--batch-size", "0"]) == 2
+    assert "batch_size must be a whole number" in capsys.readouterr().err
+
+
+def test_batch_command_runs_files_zips_and_reports_failures(tiny_ckpt_gpt2, tmp_path, capsys):
+    """`mats batch` = mats.batch.gather + run_batch: a row per file, a .zip opened member by member, a file that
+    cannot be used gets its reason and a non-zero exit; the others are answered."""
+    import zipfile
+
+    from mats import MATS
+    from mats.batch import gather, run_batch
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    a, b = _wav(folder / "a.wav"), _wav(folder / "b.wav", seconds=1.5)
+    zipped = tmp_path / "more.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.write(_wav(tmp_path / "c.wav"), "inside/c.wav")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not audio")
+    gen = ["--beams", "1", "--max-new-tokens", "3"]
+    out = tmp_path / "batch.jsonl"
+    assert main(["batch", str(tiny_ckpt_gpt2), str(folder), str(zipped), str(notes), "--labels", "dog,rain", *gen,
+                 "-o", str(out)]) == 1
+    assert "not an audio file" in capsys.readouterr().err
+    rows = _jsonl(out.read_text())
+    assert [r["file"] for r in rows] == [str(a), str(b), f"{zipped}/inside/c.wav", str(notes)]
+    assert all(r["caption"] and set(r["scores"]) == {"dog", "rain"} for r in rows[:3])
+    assert rows[3]["error"].startswith("not an audio file") and rows[3]["scores"] is None
+    m = MATS.from_pretrained(tiny_ckpt_gpt2, device="cpu")
+    want = run_batch(m, gather([str(a)], tmp_path / "w"), labels=["dog", "rain"], num_beams=1, max_new_tokens=3)[0]
+    assert (rows[0]["caption"], rows[0]["tags"]) == (want["caption"], want["tags"])
+    assert rows[0]["scores"] == pytest.approx(want["scores"])
+
+    assert main(["batch", str(tiny_ckpt_gpt2), str(a), *gen]) == 0  # all answered: exit 0, JSON lines on stdout
+    (row,) = _jsonl(capsys.readouterr().out)
+    assert row["file"] == str(a) and row["error"] == "" and row["scores"] is None
+    assert main(["batch", str(tiny_ckpt_gpt2), str(tmp_path / "missing.wav")]) == 2
