@@ -300,6 +300,24 @@ def cmd_eval(a) -> int:
     return eval_from_cli(a)
 
 
+def cmd_corpus(a) -> int:
+    from mats.corpus import corpus_from_cli
+
+    return corpus_from_cli(a)
+
+
+def cmd_align(a) -> int:
+    from mats.encoders.align.run import align_from_cli
+
+    return align_from_cli(a)
+
+
+def cmd_align_cv(a) -> int:
+    from mats.encoders.align.crossval import cross_validate
+
+    return cross_validate(a)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mats", description="MATS: an audio-language model trained with text only.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -399,6 +417,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tau", type=float, default=None, help="retrieval temperature (default: the config's)")
     b.add_argument("--top-k", type=int, default=None, help="captions mixed per clip (default: the config's)")
     b.set_defaults(func=cmd_bank)
+
+    # Building the offline encoder: the corpus it is aligned on, the alignment, its cross-validation. Their flags
+    # live with them (torch-free modules), so `mats --help` stays fast.
+    import mats.corpus
+    from mats.encoders.align.args import add_align_args, add_cv_args
+
+    raw = argparse.RawDescriptionHelpFormatter
+    s = sub.add_parser("corpus", help="synthesize the captioned audio corpus the offline encoder is aligned on",
+                       description=mats.corpus.__doc__, formatter_class=raw)
+    mats.corpus.add_corpus_args(s)
+    s.set_defaults(func=cmd_corpus)
+
+    s = sub.add_parser("align", help="align the offline encoder's audio projection to the locked MiniLM text tower",
+                       formatter_class=raw)
+    add_align_args(s)
+    s.set_defaults(func=cmd_align)
+
+    s = sub.add_parser("align-cv", help="cross-validate the `mats align` recipe over the three real folds",
+                       formatter_class=raw)
+    add_cv_args(s)
+    s.set_defaults(func=cmd_align_cv)
 
     s = sub.add_parser("push", help="upload a checkpoint to the Hugging Face Hub with a model card")
     s.add_argument("model")

@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """Synthesize a captioned audio corpus (speech, music, signals, mixed scenes) for the offline encoder.
 
     apt-get install espeak-ng fluidsynth fluid-soundfont-gm sox
-    python scripts/make_corpus.py --data ../shared/data --out ~/.cache/mats/corpus --scale 1.0
+    mats corpus --data ../shared/data --out ~/.cache/mats/corpus --scale 1.0
 
 Why: the aisfx projection was aligned on 830 ESC-50/UrbanSound8K clips of 60 classes, so a voice or a piano
 landed next to "a cat meows" or "vehicle horns". Debian ships tools that make speech (espeak-ng), music
@@ -18,7 +17,7 @@ Held-out split (``split`` = train / val / test): whole espeak voices, whole lang
 drum kits, and seeds are assigned to one split, so no held-out voice, language or instrument program is heard
 in training. English is spoken in every split (by different voices, reading different sentences: AudioCaps
 train / val / test captions). Mixtures draw sources of their own split only; real clips come from the
-encoder's recording-grouped ESC-50/UrbanSound8K folds (fold 0 test, 1 val, 2 train; see train_encoder.py).
+encoder's recording-grouped ESC-50/UrbanSound8K folds (fold 0 test, 1 val, 2 train; see mats.realclips).
 
 Reserved for evaluation and never used here in any form: the sounds of the Debian packages sound-icons,
 gnome-audio, sound-theme-freedesktop and alsa-utils. Every source sound is synthesized from scratch or read
@@ -37,7 +36,6 @@ import math
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -45,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from mats.realclips import ESC50_SENTENCES, REAL_SPLIT, US8K_SENTENCES, real_folds
 
 SR = 44100
 SECONDS = 5.0
@@ -163,7 +163,7 @@ FAMILY_WORDS = {"piano": "piano", "mallets": "mallet percussion", "organ": "orga
 # The ten families the instrument check asks about (mallets are training variety only).
 EVAL_FAMILIES = ("piano", "guitar", "bass", "strings", "brass", "woodwind", "organ", "synth", "choir", "drums")
 
-# Short phrases for real clips in mixtures (their own sentence tables live in train_encoder.py).
+# Short phrases for real clips in mixtures (their own sentence tables live in mats.realclips).
 
 
 def article(word: str) -> str:
@@ -748,11 +748,8 @@ def real_clips(data: Path | None) -> list[tuple[str, str, str, str]]:
     """(split, path, phrase, label) for the real ESC-50 / US8K clips, split by the encoder's recording folds."""
     if data is None or not (data / "clips" / "esc50" / "labels.csv").is_file():
         return []
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    # One home for the fold -> split map: a scene's real clips come from the fold of its own split, which is what
-    # lets train_encoder.py --test-fold rotate whole scenes with their recordings.
-    from train_encoder import ESC50_SENTENCES, REAL_SPLIT, US8K_SENTENCES, real_folds
-
+    # One home for the fold -> split map (mats.realclips): a scene's real clips come from the fold of its own split,
+    # which is what lets `mats align --test-fold` rotate whole scenes with their recordings.
     out = []
     for dataset, file, label, fold in real_folds(data):
         table = ESC50_SENTENCES if dataset == "esc50" else US8K_SENTENCES
@@ -779,7 +776,7 @@ def build(out: Path, counts: dict[str, int], seed: int = 0, data: Path | None = 
     todo = [j for j in jobs if f"{j.kind}-{j.index:05d}" not in done]
     t0 = time.time()
     log(f"{len(jobs) - len(todo)} clips cached, {len(todo)} to make")
-    # One worker: in this process (tests import this file by path, which a process pool cannot re-import).
+    # One worker: in this process (no pool to start; what the tiny test corpus uses).
     pool = ProcessPoolExecutor(workers, initializer=use_context, initargs=(ctx,)) if workers > 1 else _Inline(ctx)
     with pool:
         for k, row in enumerate(pool.map(make_clip, todo, chunksize=8)):
@@ -810,17 +807,26 @@ def write_split_tables(out: Path) -> None:
 DEFAULT_COUNTS = {"speech": 1500, "music": 2000, "signal": 500, "scene": 1500}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_corpus_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of `mats corpus` (one definition for the `mats` command and ``python -m mats.corpus``)."""
     ap.add_argument("--data", type=Path, default=None, help="shared data folder (AudioCaps sentences, real clips)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--scale", type=float, default=1.0, help=f"multiplies the default counts {DEFAULT_COUNTS}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def corpus_from_cli(args: argparse.Namespace) -> int:
     counts = {k: max(1, int(round(v * args.scale))) for k, v in DEFAULT_COUNTS.items()}
     build(args.out, counts, args.seed, args.data, args.workers)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mats corpus", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    return corpus_from_cli(add_corpus_args(ap).parse_args(argv))
 
 
 if __name__ == "__main__":

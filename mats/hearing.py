@@ -2,7 +2,7 @@
 
 A hearing CSV has one row per clip: ``file`` (relative to the clips folder), ``coarse`` (speech / music / other),
 ``family`` (one of ``FAMILIES`` for a single-instrument music clip, else empty) and ``sources`` (``;``-separated
-source labels of a mixture, else one label). ``scripts/make_corpus.py`` writes such a CSV (``corpus.csv``).
+source labels of a mixture, else one label). ``mats corpus`` (mats.corpus) writes such a CSV (``corpus.csv``).
 
 Four zero-shot checks use only the encoder (audio embedding against text prompts, cosine similarity):
 
@@ -41,7 +41,7 @@ ESC50_LABELS = (
 )
 US8K_LABELS = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling", "engine_idling",
                "gun_shot", "jackhammer", "siren", "street_music")
-# Synthetic signal kinds (make_corpus.py's ``sources`` for signals) and how a prompt names them.
+# Synthetic signal kinds (mats.corpus's ``sources`` for signals) and how a prompt names them.
 SIGNAL_NAMES = {"tone": "an electronic tone", "beeps": "beeping", "sweep": "a sweeping tone", "alarm": "an alarm",
                 "dtmf": "telephone keypad tones", "clicks": "clicking", "noise": "hissing noise",
                 "static": "static noise"}
@@ -100,7 +100,7 @@ def read_hearing_csv(path: str | Path) -> list[dict]:
         raise DataError(f"Cannot read hearing CSV {path}: {err}") from err
     need = {"file", "coarse", "family", "sources"}
     if not rows or not need <= set(rows[0]):
-        raise DataError(f"{path} needs columns {sorted(need)} (as scripts/make_corpus.py writes); got "
+        raise DataError(f"{path} needs columns {sorted(need)} (as `mats corpus` writes); got "
                         f"{sorted(rows[0]) if rows else 'no rows'}.")
     bad = [r["coarse"] for r in rows if r["coarse"] not in COARSE]
     if bad:

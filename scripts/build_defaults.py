@@ -2,8 +2,8 @@
 
     python scripts/build_defaults.py --data ../shared/data
 
-1. the synthesized corpus (scripts/make_corpus.py, ~15 min; needs apt-get install espeak-ng fluidsynth
-   fluid-soundfont-gm sox) and the offline encoder (scripts/train_encoder.py, ~4 min) -> assets/encoders/sfx-minilm
+1. the synthesized corpus (`mats corpus`, ~15 min; needs apt-get install espeak-ng fluidsynth
+   fluid-soundfont-gm sox) and the offline encoder (`mats align`, ~4 min) -> assets/encoders/sfx-minilm
 2. MATS-GPT2 (mini), text only (configs/mats-gpt2-mini.yaml) -> assets/mats-gpt2-mini
 3. MATS-LLaMA (SmolLM2), text only (configs/mats-smollm2.yaml) -> assets/mats-smollm2
 4. the evaluation on held-out clips (scripts/evaluate_defaults.py) -> assets/eval_results.json
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps-gpt2", type=int, default=1100)
     ap.add_argument("--steps-smollm2", type=int, default=150)
     ap.add_argument("--corpus", default=str(Path.home() / ".cache" / "mats" / "corpus"),
-                    help="where make_corpus.py writes the synthesized clips (about 1 GB; reused when present)")
+                    help="where `mats corpus` writes the synthesized clips (about 1 GB; reused when present)")
     ap.add_argument("--skip", default="", help="comma list of steps to skip: encoder,gpt2,smollm2,eval")
     a = ap.parse_args(argv)
     skip = set(filter(None, a.skip.split(",")))
@@ -62,8 +62,8 @@ def main(argv=None) -> int:
     t_all = time.time()
     if "encoder" not in skip:
         t = time.time()
-        _run([sys.executable, "scripts/make_corpus.py", "--data", a.data, "--out", a.corpus], env)
-        _run([sys.executable, "scripts/train_encoder.py", "--data", a.data, "--corpus", a.corpus, "--out", str(ENCODER),
+        _run([sys.executable, "-m", "mats", "corpus", "--data", a.data, "--out", a.corpus], env)
+        _run([sys.executable, "-m", "mats", "align", "--data", a.data, "--corpus", a.corpus, "--out", str(ENCODER),
               "--select", "--real-weight", "3", "--epochs", "80", "--seed", "0"], env)
         times["encoder"] = time.time() - t
     for name, steps in (("gpt2-mini", a.steps_gpt2), ("smollm2", a.steps_smollm2)):

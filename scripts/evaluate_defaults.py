@@ -11,7 +11,7 @@ no Freesound recording with anything the encoder was aligned on):
     text similarity between the caption and the label sentence, lambda 0/0.3/0.6,
   * the round trip (mats.eval.round_trip): the clean and the training-noise text embedding of
     "the sound of {label}" for all 50 ESC-50 + 10 US8K labels, through mapper + LM, back to a label,
-  * with --hearing: the hearing checks (mats.hearing) on a held-out table such as make_corpus's test.csv:
+  * with --hearing: the hearing checks (mats.hearing) on a held-out table such as `mats corpus`'s test.csv:
     coarse / family / mixture zero-shot, and whether captions of speech say speech and captions of
     instruments name them or say music.
 """
@@ -128,14 +128,14 @@ def main(argv=None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=20)
     ap.add_argument("--max-clips", type=int, default=96, help="per dataset, evenly spaced over the split (0 = all)")
     ap.add_argument("--hearing", default=None, metavar="CSV",
-                    help="also run the hearing checks (mats.hearing) on this held-out table, e.g. make_corpus's test.csv")
+                    help="also run the hearing checks (mats.hearing) on this held-out table, e.g. `mats corpus`'s test.csv")
     ap.add_argument("--hearing-clips", default=None, metavar="DIR", help="folder the --hearing CSV's files are in")
     ap.add_argument("--hearing-limit", type=int, default=None, help="about N clips of the --hearing table")
     ap.add_argument("--quantize", default="auto", choices=QUANTIZE_MODES,
                     help="the LM's precision on a CPU, as MATS.from_pretrained (default: auto, what users get)")
     ap.add_argument("--encoder", default=None, metavar="DIR",
                     help="listen through this offline encoder instead of the checkpoint's own (it must share the text "
-                         "tower): a validation encoder (train_encoder.py --fit-on train) with its split-val.json, "
+                         "tower): a validation encoder (mats align --fit-on train) with its split-val.json, "
                          "to choose lambda on audio the encoder never met")
     ap.add_argument("--update-cards", action="store_true",
                     help="also write the headline numbers into each model's config (train_info.eval) and model card")

@@ -1,4 +1,4 @@
-"""scripts/make_corpus.py: the synthesized, captioned corpus the offline encoder is aligned on (tiny scale).
+"""mats.corpus (`mats corpus`): the synthesized, captioned corpus the offline encoder is aligned on (tiny scale).
 
 Needs espeak-ng, fluidsynth + fluid-soundfont-gm and sox. Without them these tests skip with the reason, unless
 MATS_REQUIRE_AUDIO_TOOLS=1 (as CI sets after installing them): then a missing tool fails the run.
@@ -11,9 +11,8 @@ import os
 import numpy as np
 import pytest
 
-from _scripts import load_script  # tests/_scripts.py
+from mats import corpus
 
-corpus = load_script("make_corpus")
 MISSING = corpus.check_tools()
 needs_tools = pytest.mark.skipif(
     bool(MISSING) and os.environ.get("MATS_REQUIRE_AUDIO_TOOLS") != "1",

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mats.encoders.base import Encoder
 from mats.errors import ConfigError
 from mats.paths import resolve_relative
+
+if TYPE_CHECKING:
+    from mats.encoders.base import Encoder
 
 BACKENDS = ("clap", "offline")
 
@@ -28,6 +31,15 @@ def load_encoder(cfg: dict, base_dir: str | Path | None = None, device=None) -> 
     if device is not None:
         enc.to(device)
     return enc
+
+
+def __getattr__(name: str):
+    # Encoder needs torch; importing this package must not (`mats --help` reads mats.encoders.align's flags).
+    if name == "Encoder":
+        from mats.encoders.base import Encoder
+
+        return Encoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Encoder", "load_encoder", "BACKENDS", "resolve_relative"]

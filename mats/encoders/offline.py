@@ -10,7 +10,7 @@ Two towers, both frozen at inference:
   27 frames, pooled by aisfx's max or by max/mean/std statistics; or per 100-frame block), and a small trained
   projection (linear or MLP) maps them into the 384-d text space.
 
-Only the pooling's projection was trained (``scripts/train_encoder.py``, symmetric InfoNCE against the locked
+Only the pooling's projection was trained (``mats align``, mats.encoders.align, symmetric InfoNCE against the locked
 text tower, on a synthesized captioned corpus and real clips), so the text space is exactly MiniLM's: text
 embeddings are plain all-MiniLM-L6-v2 vectors.
 
@@ -233,7 +233,7 @@ class AisfxEmbeddingNet(nn.Module):
     @staticmethod
     def head_frames(block4: nn.Module, maps: torch.Tensor) -> torch.Tensor:
         """Stem maps -> ``block4`` -> mean over frequency: [N, time // 8, C]. Static, so the encoder trainer can
-        run a copy of block 4 that it fine-tunes (scripts/train_encoder.py --tune-block4)."""
+        run a copy of block 4 that it fine-tunes (`mats align --tune-block4`)."""
         return block4(maps).mean(dim=3).transpose(1, 2)
 
     def frames(self, blocks: torch.Tensor) -> torch.Tensor:
@@ -306,7 +306,7 @@ def pool_blocks(block_feats: torch.Tensor, pool: str) -> torch.Tensor:
 
 
 # Defaults for settings a config.json leaves out (the first shipped recipe). The current shipped encoder's
-# config.json names its own: pool "stats", a 1024-unit MLP (chosen on validation; see scripts/train_encoder.py).
+# config.json names its own: pool "stats", a 1024-unit MLP (chosen on validation; see mats.encoders.align).
 DEFAULT_AUDIO = {
     "channels": [64, 128, 256, 512],
     "peak_normalise": True,

@@ -22,7 +22,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meta", required=True, metavar="CSV",
                    help="classify: labels CSV (ESC-50, UrbanSound8K, file,label); caption: references "
                         "(Clotho, AudioCaps, file,caption); qa: Clotho-AQA or file,question,answer; "
-                        "hearing: file,coarse,family,sources (scripts/make_corpus.py's corpus.csv)")
+                        "hearing: file,coarse,family,sources (`mats corpus`'s corpus.csv)")
     p.add_argument("--labels", default=None, help="classify: comma-separated label set (default: every label in --meta)")
     p.add_argument("--santa", default=None, metavar="L1,L2", help="Santa strengths to sweep, e.g. 0,0.3,0.6 (default: each checkpoint's)")
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="classify: text prompt for a label (default: %(default)r)")

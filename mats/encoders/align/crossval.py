@@ -1,24 +1,17 @@
-"""Cross-validate the offline encoder's recipe over the three recording-grouped folds.
+"""`mats align-cv`: cross-validate the `mats align` recipe over the three recording-grouped folds.
 
-    python scripts/cross_validate_encoder.py --data ../shared/data --corpus ~/.cache/mats/corpus \\
-        --cache-dir ~/.cache/mats --encoder assets/encoders/sfx-minilm        # ~8 min with cached CNN features
-
-One held-out fold is 87 ESC-50 clips (under two per class), so a single fold's figure moves by several clips with
-nothing changed (the encoder card: a sub-hop shift of the audio moves it by up to 4). Fold 0 is the shipped
-encoder's own test (its results.json, scored once); folds 1 and 2 refit the same recipe (the settings stored in
-that results.json) with ``train_encoder.py --test-fold``, which rotates the real folds and, with them, the corpus
-splits whose scenes use their recordings. The figures pooled over the three folds (correct / clips) go into the
-encoder's results.json as "cross_validation" and into its model card. Only scores: no fold model is saved.
+Why and how: ``CROSS_VALIDATION`` in mats.encoders.align.args (the text of `mats align-cv --help`).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_encoder as te  # noqa: E402
+from mats.encoders.align.args import add_cv_args
+from mats.encoders.align.card import write_model_card
+from mats.encoders.align.fit import SELECT_KEYS
+from mats.encoders.align.run import main as run_align
 
 # Checks whose clip count is recorded: pooled as correct / clips over the folds. Others: the mean of the folds.
 POOLED = {"zero_shot_esc50": "esc50_clips", "zero_shot_us8k": "us8k_clips", "family": "family_clips",
@@ -29,9 +22,9 @@ RECIPE = ("seed", "proj_dropout", "augment", "augment_style", "batching", "ensem
 
 
 def pool_folds(folds: list[dict]) -> dict:
-    """Pooled figures over per-fold test results (each one train_encoder results["test"])."""
+    """Pooled figures over per-fold test results (each one `mats align` results["test"])."""
     out = {}
-    for key in te.SELECT_KEYS:
+    for key in SELECT_KEYS:
         have = [f for f in folds if f.get(key) is not None]
         if not have:
             continue
@@ -54,23 +47,18 @@ def refit_argv(results: dict, args: argparse.Namespace, fold: int, out: Path) ->
         argv += ["--cache-dir", str(args.cache_dir)]
     for k in RECIPE:
         argv += [f"--{k.replace('_', '-')}", str(st[k])]
+    if st.get("backbone") == "yamnet":  # the AudioSet encoder: its head and the YAMNet weights it was fit on
+        yamnet = st["yamnet"] if (Path(st["yamnet"]) / "yamnet.safetensors").is_file() else str(args.encoder)
+        argv += ["--backbone", "yamnet", "--yamnet", yamnet, "--design", cfg["design"], "--fuse-weight",
+                 str(cfg.get("fuse_weight", 1.0)), "--top-k", str(st["top_k"]), "--tag-template", st["tag_template"]]
     return argv
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--corpus", type=Path, required=True)
-    ap.add_argument("--encoder", type=Path, default=Path("assets/encoders/sfx-minilm"),
-                    help="the encoder folder whose results.json gives the recipe and fold 0, and receives the result")
-    ap.add_argument("--work", type=Path, default=None,
-                    help="per-fold results, reused when the recipe is unchanged (default ~/.cache/mats/cv-<encoder name>)")
-    ap.add_argument("--cache-dir", type=Path, default=None)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
+def cross_validate(args: argparse.Namespace) -> int:
+    """Score folds 1 and 2 (refit, no model saved), pool them with fold 0 and update the encoder's results and card."""
     path = args.encoder / "results.json"
     if not path.is_file():
-        raise SystemExit(f"{path} not found: --encoder must be a folder written by scripts/train_encoder.py")
+        raise SystemExit(f"{path} not found: --encoder must be a folder written by `mats align`")
     results = json.loads(path.read_text())
     if results.get("test_fold", 0) != 0:
         raise SystemExit(f"{path} holds a fold-{results['test_fold']} run; give the fold-0 (shipped) encoder")
@@ -83,19 +71,24 @@ def main(argv: list[str] | None = None) -> int:
             if all(prev["settings"].get(k) == results["settings"][k] for k in RECIPE):
                 folds.append(prev["test"])
                 continue
-        te.main(refit_argv(results, args, fold, out))
+        run_align(refit_argv(results, args, fold, out))
         folds.append(json.loads(out.read_text())["test"])
     results["cross_validation"] = {
         "pooled": pool_folds(folds),
-        "folds": [{k: f.get(k) for k in te.SELECT_KEYS + tuple(POOLED.values())} for f in folds],
-        "note": ("the same recipe refit with each recording-grouped fold held out (train_encoder.py --test-fold; the "
+        "folds": [{k: f.get(k) for k in SELECT_KEYS + tuple(POOLED.values())} for f in folds],
+        "note": ("the same recipe refit with each recording-grouped fold held out (mats align --test-fold; the "
                  "corpus splits rotate with the real folds their scenes use); fold 0 is the shipped weights' test; "
                  "pooled = correct / clips over the three folds"),
     }
     path.write_text(json.dumps(results, indent=2) + "\n")
-    te.write_model_card(args.encoder, results)
+    write_model_card(args.encoder, results)
     print(json.dumps(results["cross_validation"]["pooled"]))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mats align-cv", formatter_class=argparse.RawDescriptionHelpFormatter)
+    return cross_validate(add_cv_args(ap).parse_args(argv))
 
 
 if __name__ == "__main__":
