@@ -10,7 +10,7 @@ from mats.paths import resolve_relative
 if TYPE_CHECKING:
     from mats.encoders.base import Encoder
 
-BACKENDS = ("clap", "offline")
+BACKENDS = ("clap", "offline", "yamnet")
 
 
 def load_encoder(cfg: dict, base_dir: str | Path | None = None, device=None) -> Encoder:
@@ -24,6 +24,10 @@ def load_encoder(cfg: dict, base_dir: str | Path | None = None, device=None) -> 
         from mats.encoders.offline import OfflineEncoder
 
         enc = OfflineEncoder.from_config(cfg)
+    elif backend == "yamnet":
+        from mats.encoders.audioset import AudioSetEncoder
+
+        enc = AudioSetEncoder.from_config(cfg)
     else:
         raise ConfigError(f"unknown encoder backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     enc.requires_grad_(False)  # frozen: MATS never trains its encoder

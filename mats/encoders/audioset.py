@@ -12,6 +12,11 @@ to one text-space vector; three designs (chosen on validation, docs/encoder.md):
   their mean scores. Everything else must beat it.
 * ``"projection"``: pooled embeddings + scores -> standardise -> linear map or MLP, trained with InfoNCE
   (``mats align --backbone yamnet``).
+* ``"weighted"``: "tags" with one learnt weight per AudioSet class (521 numbers), so classes that fire on
+  everything count less.
+* ``"fused"``: "weighted" and "projection", each trained on its own, added as unit vectors, the projection
+  ``fuse_weight`` times (chosen on validation): the tags carry what AudioSet taught YAMNet about everyday sounds,
+  the projection what the corpus taught about speech, music and signals.
 * ``"corrected"``: the tag embedding plus a trained correction (the projection's output, starting at zero), so
   training can only move away from the training-free answer as far as the data asks.
 
@@ -48,18 +53,22 @@ HEAD_NAME = "model.safetensors"
 YAMNET_NAME = "yamnet.safetensors"
 CLASSES_NAME = "yamnet_class_map.csv"
 NOTES = ("LICENSE.yamnet", "NOTICE.yamnet")
-DESIGNS = ("tags", "projection", "corrected")
+DESIGNS = ("tags", "weighted", "projection", "corrected", "fused")
 POOLS = ("mean", "max", "meanmax", "attention")
 FEATURE_DIM = EMBED_DIM + NUM_CLASSES  # a patch's embedding and its class scores, side by side
 
 DEFAULT_AUDIO = {"design": "tags", "pool": "mean", "proj_hidden": 0, "proj_dropout": 0.0, "top_k": 10,
-                 "tag_template": "{name}"}
+                 "tag_template": "{name}", "fuse_weight": 1.0}
 
 
-def tag_prior(scores: torch.Tensor, tag_text: torch.Tensor, top_k: int) -> torch.Tensor:
+def tag_prior(scores: torch.Tensor, tag_text: torch.Tensor, top_k: int,
+              class_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Patch scores [B, n, 521] -> the training-free text-space vector [B, D] (not normalised):
-    the mean score of each class over the patches, only the top ``top_k`` kept, weighting the class names' text."""
+    the mean score of each class over the patches (times ``class_weight`` if given), only the top ``top_k``
+    kept, weighting the class names' text."""
     p = scores.mean(dim=1)
+    if class_weight is not None:
+        p = p * class_weight
     if 0 < top_k < p.shape[-1]:
         keep = p.topk(top_k, dim=-1).indices
         p = torch.zeros_like(p).scatter(-1, keep, p.gather(-1, keep))
@@ -102,13 +111,18 @@ class AudioSetHead(nn.Module):
     projection to the tag vector (the projection's output layer starts at zero, so training starts at "tags")."""
 
     def __init__(self, tag_text: torch.Tensor, design: str = "tags", pool: str = "mean", proj_hidden: int = 0,
-                 proj_dropout: float = 0.0, top_k: int = 10):
+                 proj_dropout: float = 0.0, top_k: int = 10, fuse_weight: float = 1.0):
         super().__init__()
         if design not in DESIGNS:
             raise ConfigError(f"Unknown design {design!r}; use one of {DESIGNS}.")
-        self.design, self.top_k = design, int(top_k)
+        self.design, self.top_k, self.fuse_weight = design, int(top_k), float(fuse_weight)
         self.register_buffer("tag_text", tag_text.float().clone())
-        if design != "tags":
+        if design in ("weighted", "fused"):
+            # One learnt weight per AudioSet class (log scale, starting at 1): 521 numbers that can only say how
+            # much a class's name should count (less for "Animal" or "Inside, small room", which fire on
+            # everything), never invent a direction the tags did not point to.
+            self.class_log_weight = nn.Parameter(torch.zeros(tag_text.shape[0]))
+        if design in ("projection", "corrected", "fused"):
             self.pool = PatchPool(pool)
             self.proj = AudioProjection(self.pool.out_dim, tag_text.shape[1], int(proj_hidden), float(proj_dropout))
             nn.init.zeros_(self.proj.net[-1].weight)
@@ -117,14 +131,17 @@ class AudioSetHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.design == "projection":
             return self.proj(self.pool(x))
-        prior = F.normalize(tag_prior(x[..., EMBED_DIM:], self.tag_text, self.top_k), dim=-1)
-        if self.design == "tags":
+        weight = self.class_log_weight.exp() if self.design in ("weighted", "fused") else None
+        prior = F.normalize(tag_prior(x[..., EMBED_DIM:], self.tag_text, self.top_k, weight), dim=-1)
+        if self.design in ("tags", "weighted"):
             return prior
+        if self.design == "fused":
+            return prior + self.fuse_weight * F.normalize(self.proj(self.pool(x)), dim=-1)
         return prior + self.proj(self.pool(x))
 
     def set_statistics(self, x: torch.Tensor) -> None:
         """Fix the standardisation from training features [N, n, F] (what the trainer calls before fitting)."""
-        if self.design == "tags":
+        if self.design in ("tags", "weighted"):
             return
         with torch.no_grad():
             pooled = self.pool(x) if self.pool.how != "attention" else x.mean(dim=1)
@@ -170,7 +187,7 @@ class AudioSetEncoder(Encoder):
         if tag_text is None:  # the class names in the text space, once (saved with the head)
             tag_text = self.embed_text([audio["tag_template"].format(name=n) for n in self.class_names])
         self.head = AudioSetHead(tag_text, audio["design"], audio["pool"], audio["proj_hidden"],
-                                 audio["proj_dropout"], audio["top_k"])
+                                 audio["proj_dropout"], audio["top_k"], audio["fuse_weight"])
         self.eval()
 
     # -- audio ---------------------------------------------------------------------------------
@@ -247,7 +264,10 @@ class AudioSetEncoder(Encoder):
         out.mkdir(parents=True, exist_ok=True)
         body = {k: v.detach().cpu().half().contiguous() for k, v in self.yamnet.net.state_dict().items()}
         save_file(body, str(out / YAMNET_NAME), metadata={"format": "pt", "what": "YAMNet body, converted"})
-        head = {k: v.detach().cpu().float().contiguous() for k, v in self.head.state_dict().items()}
+        # The MLP's weights in fp16 (an ensemble of 3 is 6 M numbers: 24 MB in fp32); the standardisation
+        # statistics, the class weights and the class names' text stay fp32 (they divide or are few).
+        head = {k: (v.half() if k.startswith("proj.net.") else v.float()).detach().cpu().contiguous()
+                for k, v in self.head.state_dict().items()}
         save_file(head, str(out / HEAD_NAME), metadata={"format": "pt", "mats_yamnet_encoder": str(FORMAT_VERSION)})
         with (out / CLASSES_NAME).open("w", encoding="utf-8", newline="") as f:
             import csv
@@ -295,7 +315,7 @@ class AudioSetEncoder(Encoder):
         if set(head) != set(own) or any(head[k].shape != own[k].shape for k in own):
             raise CheckpointError(f"{folder / HEAD_NAME} does not match the head its config.json describes "
                                   f"(tensors {sorted(set(head) ^ set(own))[:5]}).")
-        enc.head.load_state_dict(head)
+        enc.head.load_state_dict({k: v.float() for k, v in head.items()})
         return enc
 
     @classmethod

@@ -130,6 +130,27 @@ def _tiny_text_tower(seed: int) -> tuple[nn.Module, Any]:
     return BertModel(cfg, add_pooling_layer=False).eval(), tokenizer
 
 
+@torch.inference_mode()
+def embed_sentences(model: nn.Module, tokenizer: Any, texts: Sequence[str], max_tokens: int, device: torch.device,
+                    batch_size: int = 64) -> torch.Tensor:
+    """The locked text tower: strings -> L2-normalised [B, D], pooled as sentence-transformers does (mean over real,
+    unpadded tokens). One home for every offline backend (aisfx and YAMNet share the text space)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ConfigError("embed_text needs a non-empty list of strings.")
+    outs = []
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=max_tokens,
+                        return_tensors="pt").to(device)
+        hidden = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        outs.append(F.normalize(mean, dim=-1))
+    return torch.cat(outs, dim=0).float()
+
+
 # ----------------------------------------------------------------------------------------------
 # audio tower: aisfx front end + CNN
 
@@ -415,23 +436,7 @@ class OfflineEncoder(Encoder):
 
     @torch.inference_mode()
     def embed_text(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise ConfigError("embed_text needs a non-empty list of strings.")
-        outs = []
-        for i in range(0, len(texts), batch_size):
-            enc = self.tokenizer(
-                texts[i : i + batch_size], padding=True, truncation=True, max_length=self.max_text_tokens,
-                return_tensors="pt",
-            ).to(self.device)
-            hidden = self.text_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-            # sentence-transformers pooling: mean over real (unpadded) tokens, then L2 normalise.
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            outs.append(F.normalize(mean, dim=-1))
-        return torch.cat(outs, dim=0).float()
+        return embed_sentences(self.text_model, self.tokenizer, texts, self.max_text_tokens, self.device, batch_size)
 
     # -- config / checkpoint -------------------------------------------------------------------
 
