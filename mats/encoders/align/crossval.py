@@ -81,7 +81,12 @@ def cross_validate(args: argparse.Namespace) -> int:
                  "pooled = correct / clips over the three folds"),
     }
     path.write_text(json.dumps(results, indent=2) + "\n")
-    write_model_card(args.encoder, results)
+    if results.get("backbone") == "yamnet":
+        from mats.encoders.align.audioset import write_audioset_card
+
+        write_audioset_card(args.encoder, results)
+    else:
+        write_model_card(args.encoder, results)
     print(json.dumps(results["cross_validation"]["pooled"]))
     return 0
 
