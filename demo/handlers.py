@@ -405,11 +405,36 @@ class Handlers:
         if m.santa is None:
             note = ("This checkpoint has no Santa memory bank, so the answer used the clip alone. Upload your own "
                     "captions under 'Your caption bank' to give it one.")
-            return f"*{note}*", {"strength": lam, "captions": [], "note": note, "bank": None}
+            return self._with_tags(audio, m, f"*{note}*", {"strength": lam, "captions": [], "note": note, "bank": None})
         ev = m.explain(audio_embeddings=self._embedding(audio, m), santa=lam)[0]
         mine = m is not self.registry.get_record(model).model
         data = {**ev.to_dict(), "bank": "yours" if mine else "checkpoint", "bank_size": len(m.santa)}
-        return evidence_markdown(data), data
+        return self._with_tags(audio, m, evidence_markdown(data), data)
+
+    def _tags(self, audio, m) -> list[tuple[str, float]] | None:
+        """The encoder's AudioSet tags of the clip (None when the encoder does not tag), from the prepared clip."""
+        if not m.can_tag:
+            return None
+        return m.encoder.tags([self._prepare(audio, m).clip.waveform], top=TAGS_SHOWN)[0]
+
+    def _with_tags(self, audio, m, markdown: str, data: dict) -> tuple[str, dict]:
+        """An evidence panel with the line of what the encoder heard above it (every answer gets one)."""
+        tags = self._tags(audio, m)
+        if tags is None:
+            return markdown, data
+        return tags_markdown(tags) + "\n\n" + markdown, {**data, "heard": [{"tag": n, "score": v} for n, v in tags]}
+
+    @friendly_call
+    def tags(self, audio, model, request: gr.Request = None):
+        """What the encoder heard: (one Markdown line, the tags as a dict) for the page and the API."""
+        if audio is None:
+            raise AudioError(NO_CLIP)
+        m = self._load(model, request)[0]
+        tags = self._tags(audio, m)
+        if tags is None:
+            raise MATSError("This model's encoder does not name AudioSet classes (only YAMNet encoders do); "
+                            "pick a model with the YAMNet encoder for tags.")
+        return tags_markdown(tags), {"tags": [{"tag": n, "score": v} for n, v in tags]}
 
     @friendly_call
     def classify_evidence(self, audio, labels, model, santa, request: gr.Request = None):
@@ -420,7 +445,7 @@ class Handlers:
             return self.evidence(audio, model, santa, request)
         lam, m = self._evidence_for(audio, model, santa, request)
         data = {**m.explain_labels(self._embedding(audio, m), wanted, santa=lam)[0], "bank": "your labels"}
-        return label_evidence_markdown(data), data
+        return self._with_tags(audio, m, label_evidence_markdown(data), data)
 
     # -- your own caption bank ---------------------------------------------------------------------------
     @friendly_call
@@ -578,6 +603,15 @@ def _csv_file(kind: str, headers: list[str], rows: list[list]) -> str:
         w.writerow(headers)
         w.writerows(rows)
     return str(path)
+
+
+TAGS_SHOWN = 5
+
+
+def tags_markdown(tags: list[tuple[str, float]]) -> str:
+    """One line for the page: the AudioSet classes the encoder heard, with their scores."""
+    heard = " · ".join(f"{markdown_literal(n)} {v:.2f}" for n, v in tags)
+    return f"**Heard (AudioSet tags from the encoder):** {heard}"
 
 
 def evidence_markdown(ev: dict) -> str:

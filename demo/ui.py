@@ -230,6 +230,10 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
                                                    elem_id="batch-table")
                         batch_csv = gr.File(label="Results (CSV)", interactive=False, elem_id="batch-csv")
                 evidence_json = gr.JSON(visible=False, label="Santa evidence")
+                # The encoder's AudioSet tags as an API endpoint of their own (the page shows them in each panel).
+                tags_btn = gr.Button("Tags", visible=False, elem_id="tags-btn")
+                tags_md = gr.Markdown(visible=False, elem_id="tags-line")
+                tags_json = gr.JSON(visible=False, label="AudioSet tags")
 
         with gr.Accordion("About MATS and this demo", open=False):
             gr.Markdown(ABOUT)
@@ -276,6 +280,7 @@ def build_demo(registry: ModelRegistry, max_seconds: float = DEMO_MAX_SECONDS, q
             batch_btn.click(_gpu(h.batch), [batch_files, batch_labels, model, *settings],
                             [batch_table, batch_csv, batch_status], api_name="batch", **device_group),
         ]
+        tags_btn.click(h.tags, [audio, model], [tags_md, tags_json], api_name="tags", **device_group)
         for run in runs:  # "which models are loaded" follows what the last request loaded
             run.then(h.about_models, None, models_md, queue=False, **private)
         demo.load(h.about_models, None, models_md, queue=False, **private)

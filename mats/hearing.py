@@ -168,6 +168,48 @@ def caption_checks(captions: Sequence[str], rows: Sequence[dict]) -> dict:
             "instrument_captions_say_music": _acc(music), "instrument_clips": len(music)}
 
 
+# Yes/no questions whose answer the clip settles, and the sources that make the answer "yes" (a mixture's
+# sources count: a dog barking under speech is still a dog).
+YES_NO = {
+    "speech": ("Is someone speaking?", {"speech"}),
+    "music": ("Is music playing?", {"music", "street_music"}),
+    "dog": ("Is there a dog?", {"dog", "dog_bark"}),
+}
+YES_NO_PER_ANSWER = 50  # at most this many "yes" and as many "no" clips per question
+
+
+def yes_no_items(rows: Sequence[dict], per_answer: int = YES_NO_PER_ANSWER, seed: int = 0) -> list[tuple[int, str, bool]]:
+    """Balanced (row index, question, truth) items: per question as many "no" clips as "yes" clips (seeded draw),
+    so always answering yes (or no) scores 0.5."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for key, (question, yes_sources) in YES_NO.items():
+        yes = [i for i, r in enumerate(rows) if yes_sources & set(_sources(r)) or r["coarse"] == key]
+        no = [i for i, r in enumerate(rows) if i not in set(yes)]
+        n = min(len(yes), len(no), per_answer)
+        for i in sorted(rng.choice(yes, n, replace=False).tolist()) if n else []:
+            items.append((i, question, True))
+        for i in sorted(rng.choice(no, n, replace=False).tolist()) if n else []:
+            items.append((i, question, False))
+    return items
+
+
+def says_yes(answer: str) -> bool | None:
+    """True / False when an answer starts with yes / no (as Clotho-AQA's answers do), None otherwise."""
+    word = re.match(r"\W*(\w+)", answer.lower())
+    return {"yes": True, "no": False}.get(word.group(1)) if word else None
+
+
+def yes_no_checks(answers: Sequence[str], items: Sequence[tuple[int, str, bool]]) -> dict:
+    """Accuracy over all items and per question; an answer that is neither yes nor no counts as wrong."""
+    right = [says_yes(a) is t for a, (_, _, t) in zip(answers, items)]
+    out = {"yes_no": _acc(right), "yes_no_items": len(items),
+           "yes_no_unparsed": sum(says_yes(a) is None for a in answers)}
+    for key, (question, _) in YES_NO.items():
+        out[f"yes_no_{key}"] = _acc([r for r, (_, q, _) in zip(right, items) if q == question])
+    return out
+
+
 def _sources(row: dict) -> list[str]:
     return [s for s in row["sources"].split(";") if s]
 
@@ -213,6 +255,18 @@ def evaluate_hearing(model, clips_dir: str | Path, meta: str | Path, santa: Sequ
         sub = [kept[i] for i in idx]
         result["captions"][f"{lam:g}"] = {**caption_checks(texts, sub),
                                           "examples": [{"file": r["file"], "caption": t} for r, t in zip(sub, texts)]}
+        # Yes/no questions the clip settles, balanced per question (YES_NO).
+        items = yes_no_items(kept)
+        zq = model.condition(emb[[i for i, _, _ in items]].to(model.device), lam)
+        answers: list[str] = []
+        for s in range(0, len(items), batch_size):
+            part = items[s : s + batch_size]
+            answers += model.generate_from_embeddings(zq[s : s + len(part)], [instruction_for("ask", q)
+                                                                              for _, q, _ in part], **gen)
+        result["captions"][f"{lam:g}"].update(yes_no_checks(answers, items))
+        result["captions"][f"{lam:g}"]["yes_no_examples"] = [
+            {"file": kept[i]["file"], "question": q, "truth": "yes" if t else "no", "answer": a}
+            for (i, q, t), a in list(zip(items, answers))[:: max(1, len(items) // 12)]]
     return result
 
 
@@ -236,7 +290,9 @@ def hearing_from_cli(args) -> int:
         for lam, c in res["captions"].items():
             print(f"  λ={lam}: speech captions that say speech {c['speech_captions_say_speech']} "
                   f"({c['speech_clips']}) | instrument captions that name it or say music "
-                  f"{c['instrument_captions_say_music']} ({c['instrument_clips']})")
+                  f"{c['instrument_captions_say_music']} ({c['instrument_clips']}) | yes/no {c.get('yes_no')} "
+                  f"({c.get('yes_no_items')} balanced items: speech {c.get('yes_no_speech')}, music "
+                  f"{c.get('yes_no_music')}, dog {c.get('yes_no_dog')})")
         if res["skipped"]:
             print(f"  warning: {len(res['skipped'])} unreadable clip(s) skipped, e.g. {res['skipped'][0]['file']}")
     Path(args.out).mkdir(parents=True, exist_ok=True)

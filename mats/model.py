@@ -541,6 +541,26 @@ class MATS(torch.nn.Module):
                                              for v, j, w in list(zip(sims[i], pos[i], weights[i]))[:top]]}
                 for i in range(len(sims))]
 
+    @property
+    def can_tag(self) -> bool:
+        """Whether the encoder names what it hears (a YAMNet encoder's AudioSet tags)."""
+        return callable(getattr(self.encoder, "tags", None))
+
+    def tags(self, clip, top: int = 5, sr: int | None = None) -> list[tuple[str, float]] | list[list[tuple[str, float]]]:
+        """What the encoder itself hears: the ``top`` AudioSet classes and their scores, best first (the clip's
+        YAMNet patch scores averaged). Evidence beside Santa's: the LM's answer starts from this hearing.
+        A list of clips gives a list of lists."""
+        if not self.can_tag:
+            raise ConfigError(f"This model's encoder ({self.config.encoder.get('backend')!r} backend) does not name "
+                              "AudioSet classes; tags need a YAMNet encoder, e.g. assets/encoders/yamnet-minilm.")
+        if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 521:
+            raise ConfigError(f"top must be a whole number from 1 to 521, got {top!r}.")
+        many = _is_batch(clip)
+        waves = [check_signal(load_clip(c, sr=sr, target_sr=self.encoder.sample_rate)).waveform
+                 for c in (clip if many else [clip])]
+        out = self.encoder.tags(waves, top=top)
+        return out if many else out[0]
+
     def prepare_evidence(self) -> None:
         """Noise-free caption embeddings for the familiarity cue. A clean bank (``santa.bank_noise_variance`` 0, as
         shipped) has them already; a noisy one (the paper's) gets its captions embedded once (5,000 captions: ~25 s on

@@ -128,15 +128,24 @@ def write_tiny_parts(out: str | Path, lm: str = "gpt2", seed: int = 0) -> Path:
     return out
 
 
-def make_tiny_checkpoint(out: str | Path, lm: str = "gpt2", santa: bool = True, seed: int = 0) -> Path:
-    """A complete, loadable tiny MATS checkpoint (random weights) in ``out``."""
+def make_tiny_checkpoint(out: str | Path, lm: str = "gpt2", santa: bool = True, seed: int = 0,
+                         encoder: str = "clap") -> Path:
+    """A complete, loadable tiny MATS checkpoint (random weights) in ``out``. ``encoder="yamnet"``: a tiny random
+    YAMNet encoder (mats.encoders.audioset) instead of the tiny CLAP, so AudioSet tags work too."""
     from mats.model import MATS
     from mats.santa import SantaBank
 
     if lm not in ("gpt2", "llama"):
         raise ValueError(f"tiny LM must be 'gpt2' or 'llama', got '{lm}'")
+    if encoder not in ("clap", "yamnet"):
+        raise ValueError(f"tiny encoder must be 'clap' or 'yamnet', got '{encoder}'")
     out = write_tiny_parts(out, lm, seed)
     config = tiny_config(lm)
+    if encoder == "yamnet":
+        from mats.encoders.audioset import AudioSetEncoder
+
+        AudioSetEncoder.tiny(seed).save_pretrained(out / "yamnet-encoder")
+        config.encoder = {"backend": "yamnet", "path": "./yamnet-encoder"}
     torch.manual_seed(seed)
     model = MATS.build(config, device="cpu", base_dir=out)
     if santa:

@@ -2,8 +2,10 @@
 
     python scripts/build_defaults.py --data ../shared/data
 
-1. the synthesized corpus (`mats corpus`, ~15 min; needs apt-get install espeak-ng fluidsynth
-   fluid-soundfont-gm sox) and the offline encoder (`mats align`, ~4 min) -> assets/encoders/sfx-minilm
+1. the synthesized corpus (`mats corpus`, ~18 min; needs apt-get install espeak-ng fluidsynth
+   fluid-soundfont-gm sox) and the AudioSet encoder (`mats align --backbone yamnet`, ~20 min with the design
+   comparison; YAMNet's converted weights are read from the shipped encoder folder itself, or from
+   scripts/convert_yamnet.py's output with --yamnet) -> assets/encoders/yamnet-minilm
 2. MATS-GPT2 (mini), text only (configs/mats-gpt2-mini.yaml) -> assets/mats-gpt2-mini
 3. MATS-LLaMA (SmolLM2), text only (configs/mats-smollm2.yaml) -> assets/mats-smollm2
 4. the evaluation on held-out clips (scripts/evaluate_defaults.py) -> assets/eval_results.json
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODER = ROOT / "assets" / "encoders" / "sfx-minilm"
+ENCODER = ROOT / "assets" / "encoders" / "yamnet-minilm"
 
 
 def _run(cmd: list[str], env: dict) -> None:
@@ -54,6 +56,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps-smollm2", type=int, default=150)
     ap.add_argument("--corpus", default=str(Path.home() / ".cache" / "mats" / "corpus"),
                     help="where `mats corpus` writes the synthesized clips (about 1 GB; reused when present)")
+    ap.add_argument("--yamnet", default=str(ENCODER),
+                    help="a folder holding YAMNet's converted yamnet.safetensors (default: the shipped encoder's)")
     ap.add_argument("--skip", default="", help="comma list of steps to skip: encoder,gpt2,smollm2,eval")
     a = ap.parse_args(argv)
     skip = set(filter(None, a.skip.split(",")))
@@ -63,8 +67,9 @@ def main(argv=None) -> int:
     if "encoder" not in skip:
         t = time.time()
         _run([sys.executable, "-m", "mats", "corpus", "--data", a.data, "--out", a.corpus], env)
-        _run([sys.executable, "-m", "mats", "align", "--data", a.data, "--corpus", a.corpus, "--out", str(ENCODER),
-              "--select", "--real-weight", "3", "--epochs", "80", "--seed", "0"], env)
+        _run([sys.executable, "-m", "mats", "align", "--backbone", "yamnet", "--yamnet", a.yamnet, "--data", a.data,
+              "--corpus", a.corpus, "--out", str(ENCODER), "--select", "--compare-aisfx", "--ensemble", "3",
+              "--epochs", "40", "--seed", "0", "--cache-dir", str(Path.home() / ".cache" / "mats")], env)
         times["encoder"] = time.time() - t
     for name, steps in (("gpt2-mini", a.steps_gpt2), ("smollm2", a.steps_smollm2)):
         key = name.split("-")[0]

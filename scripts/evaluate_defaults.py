@@ -1,6 +1,6 @@
 """Measure how well the default checkpoints hear (issue 5, part 3), on held-out clips only.
 
-    python scripts/evaluate_defaults.py --data ../shared/data --split assets/encoders/sfx-minilm/split.json \
+    python scripts/evaluate_defaults.py --data ../shared/data --split assets/encoders/yamnet-minilm/split.json \
         --model assets/mats-gpt2-mini --model assets/mats-smollm2 --out assets/eval_results.json
 
 For ESC-50 (50 labels) and UrbanSound8K (10 labels) validation clips (the encoder's validation split, which shares
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--split", default="assets/encoders/sfx-minilm/split.json")
+    ap.add_argument("--split", default="assets/encoders/yamnet-minilm/split.json")
     ap.add_argument("--model", action="append", required=True)
     ap.add_argument("--santa", default="0,0.3,0.6")
     ap.add_argument("--out", default="assets/eval_results.json")
@@ -158,7 +158,9 @@ def main(argv=None) -> int:
     if a.encoder:  # loaded once, shared by every --model
         from mats.encoders import load_encoder
 
-        other_encoder = load_encoder({"backend": "offline", "path": str(Path(a.encoder).resolve())})
+        folder = Path(a.encoder).resolve()
+        backend = json.loads((folder / "config.json").read_text()).get("backend", "offline")  # offline or yamnet
+        other_encoder = load_encoder({"backend": backend, "path": str(folder)})
     with tempfile.TemporaryDirectory() as tmp:
         for path in a.model:
             model = MATS.from_pretrained(path, quantize=a.quantize)

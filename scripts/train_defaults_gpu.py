@@ -9,7 +9,7 @@ configs/mats-*.yaml. Each finished model is copied to ``--out/<name>/`` (model f
 one starts, so a run cut short still leaves the first.
 
 Then, on any machine: ``install_checkpoint(Path("runs/gpu/gpt2-mini/model"), Path("assets/mats-gpt2-mini"))`` from
-scripts/build_defaults.py (it points the encoder at assets/encoders/sfx-minilm), and
+scripts/build_defaults.py (it points the encoder at assets/encoders/yamnet-minilm), and
 ``python scripts/evaluate_defaults.py ... --update-cards`` for the numbers in the model cards.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODER = ROOT / "assets" / "encoders" / "sfx-minilm"
+ENCODER = ROOT / "assets" / "encoders" / "yamnet-minilm"
 
 # Per model: the GPU batch settings layered over the config, and how many steps the probe runs.
 GPU_SETTINGS = {

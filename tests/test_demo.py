@@ -487,3 +487,30 @@ def test_app_help_and_model_sources(monkeypatch):
     assert model_sources(parse_args([])) == ["user/x", "./y"]
     monkeypatch.delenv("MATS_MODELS")
     assert model_sources(parse_args([])) is None
+
+
+def test_every_evidence_panel_shows_the_encoders_audioset_tags(tmp_path_factory, tiny_ckpt_gpt2):
+    """A YAMNet encoder: the caption/ask and classify panels start with the line of tags it heard, the same tags
+    as MATS.tags; the tags endpoint returns them; an encoder that does not tag gets no line and a clear error."""
+    from mats.testing import make_tiny_checkpoint
+
+    ckpt = make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_yamnet_demo"), encoder="yamnet")
+    reg = ModelRegistry.from_sources([str(ckpt), str(tiny_ckpt_gpt2)], device="cpu")
+    h = Handlers(reg)
+    src, plain_src = reg.usable[0].source, reg.usable[1].source
+    model = reg.get(src)
+    expected = model.tags(DOG, top=5)
+    text, data = h.evidence(DOG, src, 0.3)
+    assert text.startswith("**Heard (AudioSet tags from the encoder):**")
+    assert [(t["tag"], t["score"]) for t in data["heard"]] == expected
+    assert all(markdown_literal(n) in text.splitlines()[0] for n, _ in expected)
+    labelled, ldata = h.classify_evidence(DOG, "dog, rain", src, 0.3)
+    assert labelled.startswith("**Heard") and ldata["heard"] == data["heard"]
+    line, tags = h.tags(DOG, src)
+    assert line == text.splitlines()[0] and [t["tag"] for t in tags["tags"]] == [n for n, _ in expected]
+    plain, plain_data = h.evidence(DOG, plain_src, 0.3)
+    assert not plain.startswith("**Heard") and "heard" not in plain_data
+    with pytest.raises(gr.Error, match="YAMNet"):
+        h.tags(DOG, plain_src)
+    with pytest.raises(gr.Error):
+        h.tags(None, src)

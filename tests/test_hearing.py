@@ -108,3 +108,30 @@ def test_evaluate_hearing_runs_a_tiny_checkpoint(tiny_ckpt_gpt2, tmp_path):
     assert set(res["captions"]) == {"0", "0.5"}
     c = res["captions"]["0"]
     assert c["speech_clips"] == 1 and c["instrument_clips"] == 1 and len(c["examples"]) == 2
+    # the yes/no questions: balanced items, every answer parsed or counted wrong
+    assert c["yes_no_items"] == len(hearing.yes_no_items(hearing.read_hearing_csv(meta)[:4])) > 0
+    assert 0.0 <= c["yes_no"] <= 1.0 and c["yes_no_examples"]
+
+
+def test_yes_no_items_are_balanced_per_question_and_scored():
+    rows = [{"file": f"{i}.wav", "coarse": c, "family": "", "sources": s} for i, (c, s) in enumerate([
+        ("speech", "speech"), ("speech", "speech"), ("music", "music"), ("other", "dog"), ("other", "speech;dog_bark"),
+        ("other", "rain"), ("other", "siren"), ("music", "music;dog")])]
+    items = hearing.yes_no_items(rows, per_answer=50)
+    for key, (question, _) in hearing.YES_NO.items():
+        mine = [(i, t) for i, q, t in items if q == question]
+        yes = [i for i, t in mine if t]
+        assert len(yes) == len(mine) - len(yes) > 0  # as many "no" clips as "yes" clips
+        assert len(set(i for i, _ in mine)) == len(mine)  # no clip twice for one question
+    speech_yes = {i for i, q, t in items if q == "Is someone speaking?" and t}
+    assert speech_yes == {0, 1, 4}  # a mixture with speech in it counts
+    dog_yes = {i for i, q, t in items if q == "Is there a dog?" and t}
+    assert dog_yes == {3, 4, 7}
+    assert hearing.yes_no_items(rows, per_answer=1) != items and len(hearing.yes_no_items(rows, per_answer=1)) == 6
+    answers = ["Yes." if t else "no, it is not" for _, _, t in items]
+    assert hearing.yes_no_checks(answers, items)["yes_no"] == 1.0
+    wrong = ["maybe"] * len(items)
+    res = hearing.yes_no_checks(wrong, items)
+    assert res["yes_no"] == 0.0 and res["yes_no_unparsed"] == len(items)
+    assert hearing.says_yes("  YES it is") is True and hearing.says_yes("No") is False
+    assert hearing.says_yes("yesterday") is None and hearing.says_yes("") is None
