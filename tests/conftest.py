@@ -24,6 +24,14 @@ def tiny_ckpt_llama(tmp_path_factory):
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_llama"), lm="llama")
 
 
+@pytest.fixture(scope="session")
+def tiny_ckpt_yamnet(tmp_path_factory):
+    """A tiny GPT-2 checkpoint that listens through a tiny random YAMNet encoder (so AudioSet tags work)."""
+    from mats.testing import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_yamnet"), lm="gpt2", encoder="yamnet")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # GGUF conversions and text-embedding caches go to a per-session temp dir, not ~/.cache.

@@ -42,11 +42,12 @@ def test_named_endpoints_are_stable(served):
     client, _ = served
     named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(named) == {"/caption", "/classify", "/ask", "/compare", "/santa", "/bank", "/bank_remove", "/timeline",
-                          "/batch"}
+                          "/batch", "/tags"}
     params = [p["parameter_name"] for p in named["/caption"]["parameters"]]
     assert params == ["audio", "model", "santa", "beams", "max_new_tokens", "sample", "temperature"]
     params = {name: [p["parameter_name"] for p in named[name]["parameters"]] for name in named}
     assert params["/santa"] == ["audio", "model", "santa"]
+    assert params["/tags"] == ["audio", "model"]
     assert params["/bank"] == ["file", "model"] and params["/bank_remove"] == []
     assert params["/timeline"] == ["audio", "task", "model", "santa", "beams", "max_new_tokens", "sample", "temperature"]
     assert params["/batch"] == ["files", "labels", "model", "santa", "beams", "max_new_tokens", "sample", "temperature"]
@@ -334,3 +335,11 @@ def test_batch_endpoint(served, tmp_path):
 
     with pytest.raises(AppError, match="No files yet"):
         client.predict([], "", gpt2, *SETTINGS, api_name="/batch")
+
+
+def test_tags_endpoint_says_when_the_encoder_does_not_tag(served):
+    """The tiny models listen through a CLAP tower, which names no AudioSet classes: a clear error, not a crash
+    (the YAMNet case is tests/test_demo.py's evidence-panel test, on the handler the endpoint calls)."""
+    client, (gpt2, _) = served
+    with pytest.raises(Exception, match="AudioSet"):
+        client.predict(gradio_client.handle_file(DOG), gpt2, api_name="/tags")

@@ -472,7 +472,8 @@ def test_page_wires_stable_api_names_and_one_device_queue(registry):
 
     demo = build_demo(registry, queue_size=5, concurrency=1)
     public = {fn.api_name: fn for fn in demo.fns.values() if fn.api_visibility == "public"}
-    assert set(public) == {"caption", "classify", "ask", "compare", "santa", "bank", "bank_remove", "timeline", "batch"}
+    assert set(public) == {"caption", "classify", "ask", "compare", "santa", "bank", "bank_remove", "timeline", "batch",
+                           "tags"}
     device = {name: fn for name, fn in public.items() if name != "bank_remove"}  # forgetting a bank needs no device
     assert {fn.concurrency_id for fn in device.values()} == {"mats-cpu"}
     assert all(fn.concurrency_limit == 1 for fn in device.values())
@@ -489,13 +490,10 @@ def test_app_help_and_model_sources(monkeypatch):
     assert model_sources(parse_args([])) is None
 
 
-def test_every_evidence_panel_shows_the_encoders_audioset_tags(tmp_path_factory, tiny_ckpt_gpt2):
+def test_every_evidence_panel_shows_the_encoders_audioset_tags(tiny_ckpt_yamnet, tiny_ckpt_gpt2):
     """A YAMNet encoder: the caption/ask and classify panels start with the line of tags it heard, the same tags
     as MATS.tags; the tags endpoint returns them; an encoder that does not tag gets no line and a clear error."""
-    from mats.testing import make_tiny_checkpoint
-
-    ckpt = make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_yamnet_demo"), encoder="yamnet")
-    reg = ModelRegistry.from_sources([str(ckpt), str(tiny_ckpt_gpt2)], device="cpu")
+    reg = ModelRegistry.from_sources([str(tiny_ckpt_yamnet), str(tiny_ckpt_gpt2)], device="cpu")
     h = Handlers(reg)
     src, plain_src = reg.usable[0].source, reg.usable[1].source
     model = reg.get(src)

@@ -145,18 +145,11 @@ def test_encoder_refuses_bad_settings_and_windows():
         enc.embed_audio(np.zeros((1, 123), np.float32))
 
 
-@pytest.fixture(scope="module")
-def tiny_yamnet_ckpt(tmp_path_factory):
-    from mats.testing import make_tiny_checkpoint
-
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_yamnet"), encoder="yamnet")
-
-
-def test_mats_tags_on_a_yamnet_checkpoint(tiny_yamnet_ckpt):
+def test_mats_tags_on_a_yamnet_checkpoint(tiny_ckpt_yamnet):
     from mats import MATS
     from mats.testing import tiny_clip
 
-    m = MATS.from_pretrained(tiny_yamnet_ckpt)
+    m = MATS.from_pretrained(tiny_ckpt_yamnet)
     assert m.can_tag
     tags = m.tags(tiny_clip(3.0), top=3)
     assert len(tags) == 3 and all(isinstance(n, str) and 0 <= s <= 1 for n, s in tags)
@@ -179,7 +172,7 @@ def test_tags_refused_without_a_yamnet_encoder(tiny_ckpt_gpt2):
         m.tags(tiny_clip())
 
 
-def test_mats_tags_command(tiny_yamnet_ckpt, tmp_path):
+def test_mats_tags_command(tiny_ckpt_yamnet, tmp_path):
     import json
     import subprocess
     import sys
@@ -190,7 +183,7 @@ def test_mats_tags_command(tiny_yamnet_ckpt, tmp_path):
 
     sr, wave = tiny_clip(2.0)
     sf.write(tmp_path / "a.wav", wave, sr)
-    out = subprocess.run([sys.executable, "-m", "mats", "tags", str(tiny_yamnet_ckpt), str(tmp_path / "a.wav"),
+    out = subprocess.run([sys.executable, "-m", "mats", "tags", str(tiny_ckpt_yamnet), str(tmp_path / "a.wav"),
                           "--top", "2", "-o", str(tmp_path / "t.jsonl")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     row = json.loads((tmp_path / "t.jsonl").read_text())
