@@ -111,7 +111,10 @@ def _split_inputs(a) -> None:
     a.clips = words
 
 
-def cmd_infer(a) -> int:
+def _each_clip(a, answer, many: bool | None = None) -> int:
+    """Load the command's model, run ``answer(model, clip) -> rows`` on every clip, print or write the rows.
+    One clip: its error is the command's error. Several: a bad clip is reported on stderr, the rest are answered and
+    the exit status is 1. ``many``: always one JSON line per row (default: when there are several clips)."""
     from mats.model import MATS
 
     _split_inputs(a)
@@ -120,27 +123,32 @@ def cmd_infer(a) -> int:
     rows, failures = [], 0
     for clip in clips:
         try:
-            if a.command == "caption":
-                out = {"clip": str(clip), "output": model.caption(clip, santa=a.santa, **_gen_kwargs(a))}
-            elif a.command == "ask":
-                out = {"clip": str(clip), "question": a.question,
-                       "output": model.ask(clip, a.question, santa=a.santa, **_gen_kwargs(a))}
-            else:
-                labels = [l.strip() for l in a.labels.split(",")] if a.labels else None
-                res = model.classify(clip, labels=labels, santa=a.santa, santa_bank=a.santa_bank, **_gen_kwargs(a))
-                out = {"clip": str(clip), "output": res["text"], "tags": res["tags"]}
-                if res["scores"] is not None:
-                    out["scores"] = dict(sorted(res["scores"].items(), key=lambda kv: -kv[1]))
+            rows += answer(model, clip)
         except MATSError as e:
             if len(clips) == 1:
                 raise
             failures += 1  # one bad clip in a folder: report it and go on with the rest
             print(f"error: {clip}: {e}", file=sys.stderr)
-            continue
-        rows.append(out)
     if rows:
-        _emit(rows, a.output, many=len(clips) > 1)
+        _emit(rows, a.output, many=len(clips) > 1 if many is None else many)
     return 1 if failures else 0
+
+
+def cmd_infer(a) -> int:
+    def answer(model, clip):
+        if a.command == "caption":
+            return [{"clip": str(clip), "output": model.caption(clip, santa=a.santa, **_gen_kwargs(a))}]
+        if a.command == "ask":
+            return [{"clip": str(clip), "question": a.question,
+                     "output": model.ask(clip, a.question, santa=a.santa, **_gen_kwargs(a))}]
+        labels = [l.strip() for l in a.labels.split(",")] if a.labels else None
+        res = model.classify(clip, labels=labels, santa=a.santa, santa_bank=a.santa_bank, **_gen_kwargs(a))
+        out = {"clip": str(clip), "output": res["text"], "tags": res["tags"]}
+        if res["scores"] is not None:
+            out["scores"] = dict(sorted(res["scores"].items(), key=lambda kv: -kv[1]))
+        return [out]
+
+    return _each_clip(a, answer)
 
 
 def _labels(a) -> list[str] | None:
@@ -150,78 +158,37 @@ def _labels(a) -> list[str] | None:
 def cmd_explain(a) -> int:
     """What Santa leaned on per clip (``MATS.explain``), or with --labels the labels it mixed in
     (``MATS.explain_labels``): the page's evidence panel, one JSON line (or CSV row) per clip."""
-    from mats.model import MATS
-
-    _split_inputs(a)
-    clips = _clips(a.clips)
-    model = MATS.from_pretrained(a.model, device=a.device, quantize=quantize_flag(a))
     labels = _labels(a)
-    rows, failures = [], 0
-    for clip in clips:
-        try:
-            if labels:
-                ev = model.explain_labels(model.embed_clips([clip]), labels, santa=a.santa, top=a.top)[0]
-                rows.append({"clip": str(clip), "bank": "labels", **ev})
-            else:
-                ev = model.explain(clip, santa=a.santa, top=a.top)
-                rows.append({"clip": str(clip), "bank": "checkpoint", "bank_size": len(model.santa), **ev.to_dict()})
-        except MATSError as e:
-            if len(clips) == 1:
-                raise
-            failures += 1
-            print(f"error: {clip}: {e}", file=sys.stderr)
-    if rows:
-        _emit(rows, a.output, many=True)
-    return 1 if failures else 0
+
+    def answer(model, clip):
+        if labels:
+            ev = model.explain_labels(model.embed_clips([clip]), labels, santa=a.santa, top=a.top)[0]
+            return [{"clip": str(clip), "bank": "labels", **ev}]
+        ev = model.explain(clip, santa=a.santa, top=a.top)
+        return [{"clip": str(clip), "bank": "checkpoint", "bank_size": len(model.santa), **ev.to_dict()}]
+
+    return _each_clip(a, answer, many=True)
 
 
 def cmd_tags(a) -> int:
     """What the encoder itself hears (``MATS.tags``): the top AudioSet classes of each clip with their scores."""
-    from mats.model import MATS
+    def answer(model, clip):
+        tags = model.tags(clip, top=a.top)
+        return [{"clip": str(clip), "output": ", ".join(f"{n} {s:.2f}" for n, s in tags), "tags": dict(tags)}]
 
-    _split_inputs(a)
-    clips = _clips(a.clips)
-    model = MATS.from_pretrained(a.model, device=a.device, quantize=quantize_flag(a))
-    rows, failures = [], 0
-    for clip in clips:
-        try:
-            tags = model.tags(clip, top=a.top)
-        except MATSError as e:
-            if len(clips) == 1:
-                raise
-            failures += 1
-            print(f"error: {clip}: {e}", file=sys.stderr)
-            continue
-        rows.append({"clip": str(clip), "output": ", ".join(f"{n} {s:.2f}" for n, s in tags),
-                     "tags": {n: s for n, s in tags}})
-    if rows:
-        _emit(rows, a.output, many=len(clips) > 1)
-    return 1 if failures else 0
+    return _each_clip(a, answer)
 
 
 def cmd_timeline(a) -> int:
     """One row per window of each clip (``mats.timeline.timeline``): start, end, text, familiarity, nearest."""
-    from mats.model import MATS
     from mats.timeline import timeline
 
-    _split_inputs(a)
-    clips = _clips(a.clips)
-    model = MATS.from_pretrained(a.model, device=a.device, quantize=quantize_flag(a))
-    rows, failures = [], 0
-    for clip in clips:
-        try:
-            windows = timeline(model, clip, task=a.task, santa=a.santa, batch_size=a.batch_size,
-                               max_seconds=a.max_seconds, **_gen_kwargs(a))
-        except MATSError as e:
-            if len(clips) == 1:
-                raise
-            failures += 1
-            print(f"error: {clip}: {e}", file=sys.stderr)
-            continue
-        rows += [{"clip": str(clip), **w} for w in windows]
-    if rows:
-        _emit(rows, a.output, many=True)
-    return 1 if failures else 0
+    def answer(model, clip):
+        windows = timeline(model, clip, task=a.task, santa=a.santa, batch_size=a.batch_size,
+                           max_seconds=a.max_seconds, **_gen_kwargs(a))
+        return [{"clip": str(clip), **w} for w in windows]
+
+    return _each_clip(a, answer, many=True)
 
 
 def _batch_files(paths: list[str]) -> list[Path]:

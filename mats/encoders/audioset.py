@@ -45,7 +45,7 @@ from mats.encoders.base import Encoder
 from mats.encoders.offline import (MINILM_ID, TEXT_SUBFOLDER, AudioProjection, _find_checkpoint, _load_text_tower,
                                    _tiny_text_tower, embed_sentences)
 from mats.encoders.yamnet import EMBED_DIM, NUM_CLASSES, SAMPLE_RATE, Yamnet, read_class_names
-from mats.errors import AudioError, CheckpointError, ConfigError
+from mats.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -191,21 +191,6 @@ class AudioSetEncoder(Encoder):
         self.eval()
 
     # -- audio ---------------------------------------------------------------------------------
-
-    def _as_windows(self, windows: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = windows if isinstance(windows, torch.Tensor) else torch.as_tensor(np.asarray(windows))
-        if x.ndim == 1:
-            x = x[None]
-        if x.ndim != 2 or x.shape[-1] != self.window_samples:
-            raise AudioError(
-                f"embed_audio needs windows shaped [B, {self.window_samples}] ({self.window_seconds} s at "
-                f"{self.sample_rate} Hz), got {tuple(x.shape)}. Cut clips with mats.audio.windows or use embed_clips."
-            )
-        if not torch.is_floating_point(x):
-            raise AudioError(f"embed_audio needs float samples in [-1, 1], got dtype {x.dtype}.")
-        if not torch.isfinite(x).all():
-            raise AudioError("The audio contains NaN or infinite samples; check the decoder output.")
-        return x.to(device=self.device, dtype=torch.float32)
 
     @torch.inference_mode()
     def patch_features(self, windows: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -10,6 +10,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from mats.errors import AudioError
+
 
 class Encoder(torch.nn.Module):
     """Frozen audio-text encoder.
@@ -32,6 +34,22 @@ class Encoder(torch.nn.Module):
     def device(self) -> torch.device:
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+    def _as_windows(self, windows: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``embed_audio``'s input checked (shape, dtype, finite) and moved to the device as float32 [B, L]."""
+        x = torch.as_tensor(np.asarray(windows) if not isinstance(windows, torch.Tensor) else windows)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[-1] != self.window_samples:
+            raise AudioError(
+                f"embed_audio needs windows shaped [B, {self.window_samples}] ({self.window_seconds} s at "
+                f"{self.sample_rate} Hz), got {tuple(x.shape)}. Cut clips with mats.audio.windows or use embed_clips."
+            )
+        if not torch.is_floating_point(x):
+            raise AudioError(f"embed_audio needs float samples in [-1, 1], got dtype {x.dtype}.")
+        if not torch.isfinite(x).all():
+            raise AudioError("The audio contains NaN or infinite samples; check the decoder output.")
+        return x.to(device=self.device, dtype=torch.float32)
 
     def embed_audio(self, windows: torch.Tensor | np.ndarray) -> torch.Tensor:
         """``windows``: float [B, window_samples] mono at ``sample_rate`` -> L2-normalised [B, dim]."""

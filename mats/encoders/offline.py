@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mats.encoders.base import Encoder
-from mats.errors import AudioError, CheckpointError, ConfigError
+from mats.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -388,21 +388,6 @@ class OfflineEncoder(Encoder):
         self.eval()
 
     # -- audio ---------------------------------------------------------------------------------
-
-    def _as_windows(self, windows: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(windows) if not isinstance(windows, torch.Tensor) else windows)
-        if x.ndim == 1:
-            x = x[None]
-        if x.ndim != 2 or x.shape[-1] != self.window_samples:
-            raise AudioError(
-                f"embed_audio needs windows shaped [B, {self.window_samples}] ({self.window_seconds} s at "
-                f"{self.sample_rate} Hz), got {tuple(x.shape)}. Cut clips with mats.audio.windows or use embed_clips."
-            )
-        if not torch.is_floating_point(x):
-            raise AudioError(f"embed_audio needs float samples in [-1, 1], got dtype {x.dtype}.")
-        if not torch.isfinite(x).all():
-            raise AudioError("The audio contains NaN or infinite samples; check the decoder output.")
-        return x.to(device=self.device, dtype=torch.float32)
 
     def block_features(self, windows: torch.Tensor) -> torch.Tensor:
         """Float windows [B, L] -> frozen CNN features [B, n_blocks, C] (the training script caches these).

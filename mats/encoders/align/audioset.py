@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mats.encoders.align.data import REAL_SPLIT, Clip, gather_clips
-from mats.encoders.align.features import FeatureStore
+from mats.encoders.align.data import REAL_SPLIT, Clip, embed_captions, gather_clips, real_weighted, split_indices
+from mats.encoders.align.features import FeatureStore, first_unseen
 from mats.encoders.align.fit import evaluate_split, member_args, score, train_projection
 from mats.encoders.align.progress import log
 from mats.encoders.audioset import YAMNET_NAME, AudioSetEncoder, AudioSetHead
@@ -72,11 +72,7 @@ def cached_patch_features(enc: AudioSetEncoder, clips: list[Clip], cache_dir: Pa
     keys = [FeatureStore.key(c.wave) for c in clips]
     store = FeatureStore(cache_dir / "features" / f"yamnet-{backbone}", "patches") if cache_dir else None
     have = store.load(keys) if store else {}
-    missing, seen = [], set()  # first clip of each unseen audio (identical windows are computed once)
-    for i, k in enumerate(keys):
-        if k not in have and k not in seen:
-            seen.add(k)
-            missing.append(i)
+    missing = first_unseen(keys, have)
     log(f"yamnet features: {len(clips) - len(missing)} cached, {len(missing)} to compute", t0)
     if missing:
         parts = []
@@ -201,19 +197,14 @@ def run_audioset(args: argparse.Namespace) -> int:
     t_feat = time.time() - t0
     for c in clips:
         c.wave = None
-    texts = sorted({t for c in clips for t in c.captions})
-    text = enc.embed_text(texts)
-    tid = {t: j for j, t in enumerate(texts)}
-    cap_ids = [[tid[t] for t in c.captions] for c in clips]
+    texts, text, cap_ids = embed_captions(clips, enc)
     log(f"{len(texts)} distinct captions embedded", t0)
 
     def split_idx(names, clean_only=False):
-        return np.array([i for i, c in enumerate(clips) if c.split in names
-                         and not (clean_only and c.row.get("augmented"))])
+        return split_indices(clips, names, clean_only)
 
     def weighted(idx):
-        real = [i for i in idx if clips[i].row["dataset"] != "corpus"]
-        return np.concatenate([idx] + [np.array(real, dtype=idx.dtype)] * (args.real_weight - 1))
+        return real_weighted(clips, idx, args.real_weight)
 
     tr, va, te = weighted(split_idx({"train"})), split_idx({"val"}, True), split_idx({"test"}, True)
     cfg = {"design": args.design, "pool": args.pool if args.pool != "stats" else "mean",

@@ -160,3 +160,22 @@ def gather_clips(args, enc: OfflineEncoder, t0: float) -> tuple[list[Clip], dict
         counts[k] = counts.get(k, 0) + 1
     log(f"{len(clips)} clips: " + ", ".join(f"{s}/{d} {n}" for (s, d), n in sorted(counts.items())), t0)
     return clips, counts
+
+
+def embed_captions(clips: list[Clip], enc) -> tuple[list[str], torch.Tensor, list[list[int]]]:
+    """Every distinct caption embedded once by the locked text tower: (texts, embeddings, each clip's caption ids)."""
+    texts = sorted({t for c in clips for t in c.captions})
+    tid = {t: j for j, t in enumerate(texts)}
+    return texts, enc.embed_text(texts), [[tid[t] for t in c.captions] for c in clips]
+
+
+def split_indices(clips: list[Clip], names: set[str], clean_only: bool = False) -> np.ndarray:
+    """Indices of the clips in the splits ``names``; ``clean_only``: without the augmented copies (what is scored)."""
+    return np.array([i for i, c in enumerate(clips) if c.split in names and not (clean_only and c.row.get("augmented"))])
+
+
+def real_weighted(clips: list[Clip], idx: np.ndarray, weight: int) -> np.ndarray:
+    """``idx`` with its real clips (and their copies) repeated ``weight`` times in all: an epoch sees them that often."""
+    real = [i for i in idx if clips[i].row["dataset"] != "corpus"]
+    return np.concatenate([idx] + [np.array(real, dtype=idx.dtype)] * (weight - 1))
+

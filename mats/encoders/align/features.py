@@ -98,6 +98,16 @@ class FeatureStore:
         return path
 
 
+def first_unseen(keys: list[str], have: dict) -> list[int]:
+    """Indices of the first clip of each audio key not in ``have`` (identical windows are computed once)."""
+    missing, seen = [], set()
+    for i, k in enumerate(keys):
+        if k not in have and k not in seen:
+            seen.add(k)
+            missing.append(i)
+    return missing
+
+
 def backbone_id(aisfx: Path) -> str:
     """A short hash of the CNN's weights file: cached features belong to the weights that computed them."""
     return hashlib.sha1(Path(aisfx).read_bytes()).hexdigest()[:12]
@@ -110,11 +120,7 @@ def cached_features(args, enc: OfflineEncoder, clips: list[Clip], t0: float, bac
     keys = [FeatureStore.key(c.wave) for c in clips]
     store = FeatureStore(args.cache_dir / "features" / f"aisfx-{backbone}", kind) if args.cache_dir else None
     have = store.load(keys) if store else {}
-    missing, seen = [], set()  # first clip of each unseen audio (identical windows are computed once)
-    for i, k in enumerate(keys):
-        if k not in have and k not in seen:
-            seen.add(k)
-            missing.append(i)
+    missing = first_unseen(keys, have)
     log(f"features: {len(clips) - len(missing)} cached, {len(missing)} to compute", t0)
     if missing:
         part = frame_features(enc, [clips[i].wave for i in missing], t0, maps=args.tune_block4)

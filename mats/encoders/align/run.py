@@ -12,7 +12,8 @@ import torch
 
 from mats.encoders.align.args import align_settings, parse_args
 from mats.encoders.align.card import write_license_notes, write_model_card
-from mats.encoders.align.data import REAL_SPLIT, Clip, add_caption_neighbours, gather_clips, training_captions
+from mats.encoders.align.data import (REAL_SPLIT, Clip, add_caption_neighbours, embed_captions, gather_clips,
+                                       real_weighted, split_indices, training_captions)
 from mats.encoders.align.features import backbone_id, cached_features
 from mats.encoders.align.fit import evaluate_split, fit_and_embed, select_settings
 from mats.encoders.align.progress import log
@@ -66,20 +67,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.caption_neighbours:
         add_caption_neighbours(clips, enc, training_captions(args.data), args.caption_neighbours, args.cache_dir, t0)
-    # Every caption embedded once by the locked text tower.
-    texts = sorted({t for c in clips for t in c.captions})
-    text = enc.embed_text(texts)
-    tid = {t: j for j, t in enumerate(texts)}
-    cap_ids = [[tid[t] for t in c.captions] for c in clips]
+    texts, text, cap_ids = embed_captions(clips, enc)
     log(f"{len(texts)} distinct captions embedded", t0)
 
     def split_idx(names, clean_only=False):
-        return np.array([i for i, c in enumerate(clips) if c.split in names
-                         and not (clean_only and c.row.get("augmented"))])
+        return split_indices(clips, names, clean_only)
 
-    def weighted(idx):  # real clips repeated --real-weight times (an epoch sees them that often)
-        real = [i for i in idx if clips[i].row["dataset"] != "corpus"]
-        return np.concatenate([idx] + [np.array(real, dtype=idx.dtype)] * (args.real_weight - 1))
+    def weighted(idx):
+        return real_weighted(clips, idx, args.real_weight)
 
     tr, va, te = weighted(split_idx({"train"})), split_idx({"val"}, True), split_idx({"test"}, True)
     selection, cfg = [], {"pool": args.pool, "proj_hidden": args.proj_hidden}
