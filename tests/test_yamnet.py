@@ -208,3 +208,29 @@ def test_checkpoints_naming_the_old_sfx_minilm_encoder_still_load(tmp_path):
     m = MATS.from_pretrained(ckpt)
     assert isinstance(m.encoder, OfflineEncoder) and not m.can_tag
     assert isinstance(m.caption(ROOT / "assets" / "examples" / "dog.flac", num_beams=1, max_new_tokens=8), str)
+
+
+EXAMPLE_SOURCES = {"dog": ("dog", "bark"), "rain": ("rain", "water"), "speech": ("speak", "speech", "talk", "voice"),
+                   "crying_baby": ("baby", "infant", "cry", "crie"), "church_bells": ("bell", "chime")}
+
+
+def test_shipped_encoder_tags_the_examples_with_their_source():
+    """What a visitor reads under each answer: the example clips' top AudioSet tags name what they are."""
+    enc = AudioSetEncoder.from_pretrained(ENCODER)
+    from mats.audio import load_clip
+
+    for name, words in EXAMPLE_SOURCES.items():
+        wave = load_clip(ROOT / "assets" / "examples" / f"{name}.flac", target_sr=enc.sample_rate).waveform
+        tags = [n.lower() for n, _ in enc.tags([wave], top=3)[0]]
+        assert any(w in t for t in tags for w in words), (name, tags)
+
+
+@pytest.mark.slow
+def test_shipped_smollm2_captions_every_example_with_its_source():
+    """Issue 25's demo check: all five example clips captioned with their source (default λ, greedy as the page)."""
+    from mats import MATS
+
+    m = MATS.from_pretrained(ROOT / "assets" / "mats-smollm2")
+    for name, words in EXAMPLE_SOURCES.items():
+        caption = m.caption(ROOT / "assets" / "examples" / f"{name}.flac", num_beams=1).lower()
+        assert any(w in caption for w in words), (name, caption)
