@@ -36,19 +36,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--encoder", action="append", default=None, help="encoder folders (default: both shipped)")
     a = ap.parse_args()
-    import json
-
     import torch
 
     from mats.audio import load_clip
-    from mats.encoders import load_encoder
+    from mats.encoders import load_encoder_folder
 
     torch.set_num_threads(a.threads)
     times = {}
     for folder in a.encoder or ENCODERS:
-        path = ROOT / folder
-        backend = json.loads((path / "config.json").read_text())["backend"]
-        enc = load_encoder({"backend": backend, "path": str(path)})
+        enc = load_encoder_folder(ROOT / folder)
         wave = load_clip(CLIP, target_sr=enc.sample_rate).waveform[: int(5 * enc.sample_rate)]
         times[folder] = best(lambda: enc.embed_clips([wave]), a.repeats)
         print(f"{folder}: embed a 5 s clip {1000 * times[folder]:.1f} ms ({a.threads} threads)")

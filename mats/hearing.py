@@ -185,7 +185,8 @@ def yes_no_items(rows: Sequence[dict], per_answer: int = YES_NO_PER_ANSWER, seed
     items = []
     for key, (question, yes_sources) in YES_NO.items():
         yes = [i for i, r in enumerate(rows) if yes_sources & set(_sources(r)) or r["coarse"] == key]
-        no = [i for i, r in enumerate(rows) if i not in set(yes)]
+        taken = set(yes)
+        no = [i for i in range(len(rows)) if i not in taken]
         n = min(len(yes), len(no), per_answer)
         for i in sorted(rng.choice(yes, n, replace=False).tolist()) if n else []:
             items.append((i, question, True))

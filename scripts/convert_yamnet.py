@@ -163,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     sha = hashlib.sha256(a.tflite.read_bytes()).hexdigest()
     a.out.mkdir(parents=True, exist_ok=True)
     # fp16 on disk, as every encoder folder ships it: training and inference then read the very same weights
-    # (fp16 moves the scores by < 0.003, a tenth of the interpreter's own front-end quantisation; tests/test_yamnet.py).
+    # (fp16 moves the scores by < 0.003, about a hundredth of what the interpreter's own quantised front end
+    # moves them; tests/test_yamnet.py).
     state = {k: v.half().contiguous() for k, v in state.items()}
     save_file(state, str(a.out / "yamnet.safetensors"), metadata={"format": "pt", "source_sha256": sha})
     Yamnet().load(a.out / "yamnet.safetensors")  # the port accepts exactly these tensors
-    read_class_names(a.classes)
+    read_class_names(a.classes)  # refuses a class map that is not YAMNet's 521 names
     shutil.copyfile(a.classes, a.out / "yamnet_class_map.csv")
     shutil.copyfile(a.license or a.tflite.parent / "LICENSE", a.out / "LICENSE.yamnet")
     (a.out / "NOTICE.yamnet").write_text(NOTICE.format(sha=sha))

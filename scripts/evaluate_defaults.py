@@ -156,11 +156,9 @@ def main(argv=None) -> int:
                     "generation": gen, "models": {}}
     other_encoder = None
     if a.encoder:  # loaded once, shared by every --model
-        from mats.encoders import load_encoder
+        from mats.encoders import load_encoder_folder
 
-        folder = Path(a.encoder).resolve()
-        backend = json.loads((folder / "config.json").read_text()).get("backend", "offline")  # offline or yamnet
-        other_encoder = load_encoder({"backend": backend, "path": str(folder)})
+        other_encoder = load_encoder_folder(a.encoder)
     with tempfile.TemporaryDirectory() as tmp:
         for path in a.model:
             model = MATS.from_pretrained(path, quantize=a.quantize)

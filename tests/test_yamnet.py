@@ -106,7 +106,7 @@ def test_tag_prior_keeps_top_k():
     scores[0, :, 5] = 0.9
     scores[0, :, 7] = 0.5
     scores[0, 0, 9] = 0.3  # mean 0.1
-    text = torch.eye(521)[:, :521]
+    text = torch.eye(521)  # class c's text is the unit vector e_c, so the prior shows each class's weight
     out = tag_prior(scores, text, top_k=2)
     assert out[0, 5] == pytest.approx(0.9) and out[0, 7] == pytest.approx(0.5) and out[0, 9] == 0
 
@@ -234,3 +234,13 @@ def test_shipped_smollm2_captions_every_example_with_its_source():
     for name, words in EXAMPLE_SOURCES.items():
         caption = m.caption(ROOT / "assets" / "examples" / f"{name}.flac", num_beams=1).lower()
         assert any(w in caption for w in words), (name, caption)
+
+
+def test_an_encoder_folder_loads_whatever_its_backend(tmp_path):
+    from mats.encoders import load_encoder_folder
+
+    AudioSetEncoder.tiny().save_pretrained(tmp_path / "enc")
+    enc = load_encoder_folder(tmp_path / "enc")
+    assert isinstance(enc, AudioSetEncoder) and not enc.training
+    with pytest.raises(ConfigError, match="encoder folder"):
+        load_encoder_folder(tmp_path / "missing")

@@ -37,6 +37,18 @@ def load_encoder(cfg: dict, base_dir: str | Path | None = None, device=None) -> 
     return enc
 
 
+def load_encoder_folder(path: str | Path, device=None) -> "Encoder":
+    """A local encoder folder, whichever offline backend wrote it (its config.json names it: "offline" or "yamnet")."""
+    import json
+
+    cfg_path = Path(path) / "config.json"
+    try:
+        backend = json.loads(cfg_path.read_text()).get("backend", "offline")
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"Cannot read {cfg_path}: {err}. Give an encoder folder written by `mats align`.") from err
+    return load_encoder({"backend": backend, "path": str(Path(path).resolve())}, device=device)
+
+
 def __getattr__(name: str):
     # Encoder needs torch; importing this package must not (`mats --help` reads mats.encoders.align's flags).
     if name == "Encoder":
@@ -46,4 +58,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Encoder", "load_encoder", "BACKENDS", "resolve_relative"]
+__all__ = ["Encoder", "load_encoder", "load_encoder_folder", "BACKENDS", "resolve_relative"]

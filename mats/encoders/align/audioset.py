@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mats.encoders.align.data import REAL_SPLIT, Clip, embed_captions, gather_clips, real_weighted, split_indices
+from mats.encoders.align.data import Clip, embed_captions, fit_splits, gather_clips, write_split_files
 from mats.encoders.align.features import FeatureStore, first_unseen
 from mats.encoders.align.fit import evaluate_split, member_args, score, train_projection
 from mats.encoders.align.progress import log
@@ -200,19 +200,12 @@ def run_audioset(args: argparse.Namespace) -> int:
     texts, text, cap_ids = embed_captions(clips, enc)
     log(f"{len(texts)} distinct captions embedded", t0)
 
-    def split_idx(names, clean_only=False):
-        return split_indices(clips, names, clean_only)
-
-    def weighted(idx):
-        return real_weighted(clips, idx, args.real_weight)
-
-    tr, va, te = weighted(split_idx({"train"})), split_idx({"val"}, True), split_idx({"test"}, True)
+    tr, va, te, fit_idx = fit_splits(clips, args)
     cfg = {"design": args.design, "pool": args.pool if args.pool != "stats" else "mean",
            "proj_hidden": args.proj_hidden, "fuse_weight": args.fuse_weight}
     selection = []
     if args.select:
         cfg, selection = select(args, enc, feats, clips, tr, va, text, cap_ids, t0)
-    fit_idx = weighted(split_idx(set(args.fit_on.split("+"))))
     head = fit_head(enc, feats, clips, fit_idx, text, cap_ids, cfg, args, t0, "final")
     test = evaluate_split(enc, embed_with(head, feats[te]), [clips[i] for i in te])
     log("test: " + json.dumps(test), t0)
@@ -233,16 +226,7 @@ def run_audioset(args: argparse.Namespace) -> int:
         return 0
     out = args.out
     enc.save_pretrained(out, notes_from=yamnet_dir)
-    real = [c for c in clips if c.split == "test" and c.row["dataset"] != "corpus" and not c.row.get("augmented")]
-    (out / "split.json").write_text(json.dumps({"holdout_fold": args.test_fold, "note": "real clips these weights "
-        "never saw (grouped by recording)", **{ds: [c.key.split("/", 1)[1] for c in real if c.row["dataset"] == ds]
-                                               for ds in ("esc50", "us8k")}}, indent=1))
-    if args.fit_on == "train":
-        val = [c for c in clips if c.split == "val" and c.row["dataset"] != "corpus" and not c.row.get("augmented")]
-        (out / "split-val.json").write_text(json.dumps({"holdout_fold": (args.test_fold + 1) % len(REAL_SPLIT),
-            "note": "validation fold: real clips this validation encoder never saw",
-            **{ds: [c.key.split("/", 1)[1] for c in val if c.row["dataset"] == ds] for ds in ("esc50", "us8k")}},
-            indent=1))
+    write_split_files(out, clips, args.test_fold, args.fit_on)
     reloaded = AudioSetEncoder.from_pretrained(out)
     results["reload_check"] = {"max_abs_head_diff": float(
         (embed_with(reloaded.head, feats[te[:64]]) - embed_with(head, feats[te[:64]])).abs().max())}
@@ -253,13 +237,9 @@ def run_audioset(args: argparse.Namespace) -> int:
     return 0
 
 
-CHECK_NAMES = {"zero_shot_esc50": "ESC-50", "zero_shot_us8k": "UrbanSound8K", "coarse": "coarse",
-               "family": "family", "mixture_source_top5": "mixtures (top 5)"}
-
-
 def write_audioset_card(out: Path, results: dict) -> None:
     """The encoder's model card: what it is, the designs compared on validation, the held-out test, credits."""
-    from mats.encoders.align.card import cross_validation_section
+    from mats.encoders.align.card import CHECK_NAMES, cross_validation_section
     from mats.encoders.align.fit import SELECT_KEYS
 
     t, cfg, st = results["test"], results["chosen"], results["settings"]

@@ -61,19 +61,22 @@ def ensemble_note(st: dict) -> str:
             f" and averaged, stored as one MLP {n} times as wide (same output, one forward pass).")
 
 
+# The five checks as tables name them (cards of both encoders).
+CHECK_NAMES = {"coarse": "coarse", "family": "family", "zero_shot_esc50": "ESC-50", "zero_shot_us8k": "UrbanSound8K",
+               "mixture_source_top5": "mixtures"}
+
+
 def cross_validation_section(cv: dict | None) -> str:
     """The card's cross-validation table (`mats align-cv`), or nothing before it has run."""
     if not cv:
         return ""
-    names = {"coarse": "coarse", "family": "family", "zero_shot_esc50": "ESC-50", "zero_shot_us8k": "UrbanSound8K",
-             "mixture_source_top5": "mixtures"}
     keys = [k for k in SELECT_KEYS if k in cv["pooled"]]
     rows = "\n".join(f"| fold {i}{' (the test above)' if i == 0 else ''} | " + " | ".join(str(f.get(k)) for k in keys)
                      + " |" for i, f in enumerate(cv["folds"]))
     return f"""
 Cross-validated ({cv['note']}):
 
-| | {' | '.join(names[k] for k in keys)} |
+| | {' | '.join(CHECK_NAMES[k] for k in keys)} |
 |---|{'---|' * len(keys)}
 {rows}
 | **pooled** | {' | '.join(f"**{cv['pooled'][k]}**" for k in keys)} |

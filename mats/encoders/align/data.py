@@ -7,6 +7,7 @@ clips of their own split), and re-exported here for the aligner's callers.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,4 +179,26 @@ def real_weighted(clips: list[Clip], idx: np.ndarray, weight: int) -> np.ndarray
     """``idx`` with its real clips (and their copies) repeated ``weight`` times in all: an epoch sees them that often."""
     real = [i for i in idx if clips[i].row["dataset"] != "corpus"]
     return np.concatenate([idx] + [np.array(real, dtype=idx.dtype)] * (weight - 1))
+
+
+def fit_splits(clips: list[Clip], args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test, fit) indices of one run: train and fit (``--fit-on``) with real clips repeated
+    ``--real-weight`` times, val and test without augmented copies (what is scored)."""
+    train = real_weighted(clips, split_indices(clips, {"train"}), args.real_weight)
+    fit = real_weighted(clips, split_indices(clips, set(args.fit_on.split("+"))), args.real_weight)
+    return train, split_indices(clips, {"val"}, True), split_indices(clips, {"test"}, True), fit
+
+
+def write_split_files(out: Path, clips: list[Clip], test_fold: int, fit_on: str) -> None:
+    """``split.json``: the real clips these weights never saw (by dataset); for a validation encoder
+    (``--fit-on train``) also ``split-val.json``, the val fold that MATS settings are chosen on."""
+    def write(name: str, split: str, fold: int, note: str) -> None:  # real clips of one split, no copies
+        real = [c for c in clips if c.split == split and c.row["dataset"] != "corpus" and not c.row.get("augmented")]
+        (out / name).write_text(json.dumps({"holdout_fold": fold, "note": note, **{
+            ds: [c.key.split("/", 1)[1] for c in real if c.row["dataset"] == ds] for ds in ("esc50", "us8k")}}, indent=1))
+
+    write("split.json", "test", test_fold, "real clips these weights never saw (grouped by recording)")
+    if fit_on == "train":
+        write("split-val.json", "val", (test_fold + 1) % len(REAL_SPLIT),
+              "validation fold: real clips this validation encoder never saw")
 

@@ -12,8 +12,8 @@ import torch
 
 from mats.encoders.align.args import align_settings, parse_args
 from mats.encoders.align.card import write_license_notes, write_model_card
-from mats.encoders.align.data import (REAL_SPLIT, Clip, add_caption_neighbours, embed_captions, gather_clips,
-                                       real_weighted, split_indices, training_captions)
+from mats.encoders.align.data import (Clip, add_caption_neighbours, embed_captions, fit_splits, gather_clips,
+                                       training_captions, write_split_files)
 from mats.encoders.align.features import backbone_id, cached_features
 from mats.encoders.align.fit import evaluate_split, fit_and_embed, select_settings
 from mats.encoders.align.progress import log
@@ -24,15 +24,7 @@ def save_encoder(args, enc: OfflineEncoder, clips: list[Clip], sample_waves: dic
                  t0: float) -> None:
     """Write the encoder (fp16), its held-out split, results, model card and licence notes; check the reload."""
     args.out.mkdir(parents=True, exist_ok=True)
-    def write_fold(name: str, split: str, fold: int, note: str) -> None:  # real clips of one split, no copies
-        real = [c for c in clips if c.split == split and c.row["dataset"] != "corpus" and not c.row.get("augmented")]
-        (args.out / name).write_text(json.dumps({"holdout_fold": fold, "note": note, **{
-            ds: [c.key.split("/", 1)[1] for c in real if c.row["dataset"] == ds] for ds in ("esc50", "us8k")}}, indent=1))
-
-    write_fold("split.json", "test", args.test_fold, "real clips these weights never saw (grouped by recording)")
-    if args.fit_on == "train":  # a validation encoder: the val fold is unseen too, and MATS settings are chosen on it
-        write_fold("split-val.json", "val", (args.test_fold + 1) % len(REAL_SPLIT),
-                   "validation fold: real clips this validation encoder never saw")
+    write_split_files(args.out, clips, args.test_fold, args.fit_on)
     enc.save_pretrained(args.out, dtype=torch.float16)
     reloaded = OfflineEncoder.from_pretrained(args.out)
     waves = np.stack(list(sample_waves.values()))
@@ -70,19 +62,12 @@ def run(args: argparse.Namespace) -> int:
     texts, text, cap_ids = embed_captions(clips, enc)
     log(f"{len(texts)} distinct captions embedded", t0)
 
-    def split_idx(names, clean_only=False):
-        return split_indices(clips, names, clean_only)
-
-    def weighted(idx):
-        return real_weighted(clips, idx, args.real_weight)
-
-    tr, va, te = weighted(split_idx({"train"})), split_idx({"val"}, True), split_idx({"test"}, True)
+    tr, va, te, fit_idx = fit_splits(clips, args)
     selection, cfg = [], {"pool": args.pool, "proj_hidden": args.proj_hidden}
     if args.select:
         cfg, selection = select_settings(args, enc, feats, clips, tr, va, text, cap_ids, t0)
 
     # Report: train+val -> test (the shipped weights are exactly this fit; --fit-on train: train -> test).
-    fit_idx = weighted(split_idx(set(args.fit_on.split("+"))))
     enc.audio_settings.update(cfg)
     proj, emb, block4 = fit_and_embed(enc, feats, clips, fit_idx, te, text, cap_ids, cfg, args, t0, "final")
     enc.audio_proj = proj
